@@ -1,0 +1,6 @@
+"""`python -m vae_utils ...`"""
+import sys
+
+from .cli import main
+
+sys.exit(main())

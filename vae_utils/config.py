@@ -1,0 +1,118 @@
+"""Configuration dataclasses: one for the model's architecture, one for a training run."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+CHANNEL_COUNTS = (1, 3)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of the convolutional VAE; saved inside every checkpoint."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    image_size: int = 28  # square images; every conv halves it, the flattened size is derived
+    latent_dim: int = 16  # size of z; 16 keeps Fashion-MNIST's KL well below its reconstruction term
+    channels: tuple[int, ...] = (32, 64)  # widths of the stride-2 convolutions, encoder order
+    hidden_dim: int = 256  # fully connected layer between the feature map and (mu, logvar); 0 = none
+    likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (BCE from logits) or "gaussian" (fixed std)
+    gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused for Bernoulli
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists back
+        _check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        _check_int(self.image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        _check_int(self.latent_dim, "latent_dim", 1, 4096)
+        _check(len(self.channels) >= 1, "channels", self.channels, "at least one conv width")
+        for width in self.channels:
+            _check_int(width, "channels", 1, 4096)
+        _check(
+            self.image_size >> (len(self.channels) - 1) >= 2,
+            "channels",
+            self.channels,
+            f"at most {int(math.log2(self.image_size))} stride-2 convolutions for image_size={self.image_size}",
+        )
+        _check_int(self.hidden_dim, "hidden_dim", 0, 65536)
+        _check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
+        _check_positive(self.gaussian_std, "gaussian_std")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and `torch.load(weights_only=True)` safe)."""
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VAEConfig":
+        """Inverse of `to_dict`; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: data, optimisation and reproducibility settings, plus the model."""
+
+    dataset: str = "fashion-mnist"  # see vae_utils.DATASETS
+    epochs: int = 10  # total epochs; resuming continues up to this number
+    batch_size: int = 128  # images per Adam step
+    lr: float = 1e-3  # Adam learning rate (Kingma & Ba defaults otherwise)
+    beta: float = 1.0  # weight of the KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
+    seed: int = 0  # seeds torch, numpy, Python and the data order
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, else fp32
+    subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
+    model: VAEConfig = field(default_factory=VAEConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", VAEConfig.from_dict(self.model))
+        _check(isinstance(self.dataset, str) and self.dataset != "", "dataset", self.dataset, "a data set name")
+        _check_int(self.epochs, "epochs", 1, 100_000)
+        _check_int(self.batch_size, "batch_size", 1, 1 << 20)
+        _check_positive(self.lr, "lr")
+        _check(_is_number(self.beta) and self.beta >= 0 and math.isfinite(self.beta), "beta", self.beta, "a finite number >= 0")
+        _check_int(self.seed, "seed", 0, 2**63 - 1)
+        _check(isinstance(self.device, str), "device", self.device, '"auto", "cpu", "cuda" or "cuda:N"')
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+        if self.subset is not None:
+            _check_int(self.subset, "subset", 1, 1 << 40)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and `torch.load(weights_only=True)` safe)."""
+        return {**asdict(self), "model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Inverse of `to_dict`; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+    return cls(**data)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+def _check_int(value: Any, name: str, low: int, high: int) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    _check(ok, name, value, f"an integer from {low} to {high}")
+
+
+def _check_positive(value: Any, name: str) -> None:
+    _check(_is_number(value) and math.isfinite(value) and value > 0, name, value, "a finite number > 0")

@@ -1,0 +1,210 @@
+"""Data sets: MNIST-style IDX files found locally, on the system, or downloaded by torchvision."""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import datasets
+
+# name -> (torchvision class, directories where OS packages install the upstream IDX files)
+DATASETS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "fashion-mnist": (datasets.FashionMNIST, ("/usr/share/datasets/fashion-mnist",)),
+    "mnist": (datasets.MNIST, ("/usr/share/datasets/mnist",)),
+}
+SPLITS = ("train", "test")
+HOW_TO_GET = {
+    "fashion-mnist": "on Debian/Ubuntu run `sudo apt-get install dataset-fashion-mnist`, or put the four "
+    "*-ubyte(.gz) files of https://github.com/zalandoresearch/fashion-mnist in ROOT",
+    "mnist": "put the four *-ubyte(.gz) files of the MNIST release in ROOT, or run once with internet access",
+}
+
+
+def default_root() -> Path:
+    """Where data is kept unless a root is given: $VAE_DATA_DIR, else ~/.cache/vae_utils/data."""
+    return Path(os.environ.get("VAE_DATA_DIR", Path.home() / ".cache" / "vae_utils" / "data"))
+
+
+class ImageDataset(Dataset):
+    """Images held in memory as uint8 (N, C, H, W); items are (float image (C, H, W) in [0, 1], label)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, name: str = "images") -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"expected {images.shape[0]} labels, got shape {tuple(labels.shape)}")
+        self.images, self.labels, self.name = images, labels.long(), name
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index].float().div_(255), int(self.labels[index])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.images.shape[1:])
+
+    def subset(self, n: Optional[int]) -> "ImageDataset":
+        """The first n images (all of them when n is None)."""
+        if n is None:
+            return self
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"subset={n!r}: expected a positive number of images")
+        return ImageDataset(self.images[:n], self.labels[:n], self.name)
+
+    def __repr__(self) -> str:
+        return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
+
+
+def canonical_name(name: str) -> str:
+    """'FashionMNIST', 'fashion_mnist', 'Fashion-MNIST' -> 'fashion-mnist'; unknown names are a ValueError."""
+    key = str(name).lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist"}.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}: known data sets are {sorted(DATASETS)}")
+    return key
+
+
+def load_dataset(
+    name: str = "fashion-mnist",
+    split: str = "train",
+    root: Union[str, Path, None] = None,
+    download: bool = True,
+    subset: Optional[int] = None,
+) -> ImageDataset:
+    """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label)."""
+    key = canonical_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed: expected one of {SPLITS}")
+    cls, system_dirs = DATASETS[key]
+    root = Path(root) if root is not None else default_root()
+    raw_dir = root / cls.__name__ / "raw"  # torchvision's layout
+    names = _file_names(cls)
+    for candidate in (raw_dir, root, *map(Path, system_dirs)):
+        found = _find_files(candidate, names)
+        if found:
+            _materialise(found, raw_dir)
+            break
+    else:
+        if download:
+            try:
+                cls(str(root), train=split == "train", download=True)
+            except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
+                raise FileNotFoundError(_not_found(key, root, system_dirs, f"download failed: {err}")) from err
+        else:
+            raise FileNotFoundError(_not_found(key, root, system_dirs, "download=False"))
+    try:
+        tv = cls(str(root), train=split == "train", download=False)
+    except (AssertionError, RuntimeError, ValueError) as err:
+        raise ValueError(f"could not read {key} from {raw_dir}: {err!r}; delete that folder and load again") from err
+    images = tv.data.unsqueeze(1) if tv.data.dim() == 3 else tv.data  # (N, 1, H, W) uint8
+    return ImageDataset(images.contiguous(), tv.targets, f"{key}/{split}").subset(subset)
+
+
+def _file_names(cls: type) -> list[str]:
+    """The four uncompressed IDX file names torchvision expects, e.g. 'train-images-idx3-ubyte'."""
+    return [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
+def _find_files(folder: Path, names: list[str]) -> Optional[dict[str, Path]]:
+    """Map each expected name to `name` or `name.gz` in folder; None unless all four are there."""
+    found = {}
+    for name in names:
+        for path in (folder / name, folder / f"{name}.gz"):
+            if path.is_file():
+                found[name] = path
+                break
+        else:
+            return None
+    return found
+
+
+def _materialise(found: dict[str, Path], raw_dir: Path) -> None:
+    """Check each IDX file and place it uncompressed in raw_dir, where torchvision reads it."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, src in found.items():
+        dst = raw_dir / name
+        if src != dst:
+            tmp = dst.with_name(dst.name + ".tmp")
+            with (gzip.open(src, "rb") if src.suffix == ".gz" else open(src, "rb")) as fin, open(tmp, "wb") as fout:
+                try:
+                    shutil.copyfileobj(fin, fout)
+                except (OSError, EOFError) as err:
+                    tmp.unlink(missing_ok=True)
+                    raise ValueError(f"{src}: cannot decompress ({err}); the file is corrupt or truncated, "
+                                     "get a fresh copy") from err
+            os.replace(tmp, dst)
+        counts[name] = check_idx_file(dst, source=src)[0]
+    for kind in ("train", "t10k"):
+        n_images, n_labels = (counts[f"{kind}-{part}"] for part in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+        if n_images != n_labels:
+            raise ValueError(f"{raw_dir}: {kind} split has {n_images} images but {n_labels} labels; "
+                             "the files do not belong together")
+
+
+def check_idx_file(path: Path, source: Optional[Path] = None) -> tuple[int, ...]:
+    """Validate an uncompressed unsigned-byte IDX file's header and size; return its dimensions."""
+    shown = source or path
+    want_dims = 3 if "images" in path.name else 1
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(4 + 4 * want_dims)
+    if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] != 0x08 or header[3] != want_dims:
+        raise ValueError(f"{shown}: not an unsigned-byte IDX file with {want_dims} dimension(s) "
+                         f"(magic bytes {header[:4].hex() or 'missing'}, expected 000008{want_dims:02x}); "
+                         "the file is corrupt or not what its name says")
+    if len(header) < 4 + 4 * want_dims:
+        raise ValueError(f"{shown}: IDX header is truncated ({size} bytes)")
+    dims = struct.unpack(f">{want_dims}I", header[4:])
+    expected = len(header) + math.prod(dims)
+    if size != expected:
+        raise ValueError(f"{shown}: IDX header announces dimensions {dims} ({expected} bytes) but the file has "
+                         f"{size} bytes; it is truncated or corrupt, get a fresh copy")
+    return dims
+
+
+def _not_found(key: str, root: Path, system_dirs: tuple[str, ...], why: str) -> str:
+    places = ", ".join(str(p) for p in (root / DATASETS[key][0].__name__ / "raw", root, *system_dirs))
+    return f"{key} not found in {places} ({why}). To get it: {HOW_TO_GET[key].replace('ROOT', str(root))}"
+
+
+def iterate_batches(
+    dataset: Dataset, batch_size: int, device: torch.device, generator: Optional[torch.Generator] = None
+):
+    """Yield float batches (B, C, H, W) in [0, 1] on device; shuffled when a generator is given.
+
+    An ImageDataset is batched by indexing its uint8 tensor (no per-sample Python work); any other
+    Dataset goes through a torch DataLoader.
+    """
+    if isinstance(dataset, ImageDataset):
+        n = len(dataset)
+        images = dataset.images.to(device, non_blocking=True)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size].to(device, non_blocking=True)
+            yield images.index_select(0, idx).float().div_(255)
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                                             generator=generator)
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            yield x.to(device, non_blocking=True).float()
+
+
+def dataset_image_shape(dataset: Dataset) -> tuple[int, ...]:
+    """(C, H, W) of the first item's image."""
+    if isinstance(dataset, ImageDataset):
+        return dataset.image_shape
+    item = dataset[0]
+    x = item[0] if isinstance(item, (list, tuple)) else item
+    return tuple(x.shape)

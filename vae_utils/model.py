@@ -1,0 +1,152 @@
+"""The convolutional VAE: encoder q(z|x), decoder p(x|z) and the reparameterization trick."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .config import VAEConfig
+
+
+class VAEOutput(NamedTuple):
+    """What `VAE.forward` returns and `vae_loss` takes."""
+
+    x_logits: Tensor  # (B, C, H, W) decoder logits; sigmoid gives the mean image in [0, 1]
+    mu: Tensor  # (B, latent_dim) posterior mean
+    logvar: Tensor  # (B, latent_dim) posterior log-variance
+    z: Tensor  # (B, latent_dim) one reparameterized sample
+    likelihood: str = "bernoulli"  # how vae_loss scores x_logits against x
+    gaussian_std: float = 0.1  # std of the Gaussian likelihood (unused for Bernoulli)
+
+
+def feature_sizes(image_size: int, n_layers: int) -> list[int]:
+    """Spatial size after each stride-2 conv (kernel 4, padding 1 floors n/2), input size first."""
+    sizes = [image_size]
+    for _ in range(n_layers):
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+class Encoder(nn.Module):
+    """Strided convolutions, then fully connected layers to (mu, logvar) of q(z|x)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        widths = (config.in_channels, *config.channels)
+        self.convs = nn.Sequential(
+            *(layer for c_in, c_out in zip(widths, widths[1:]) for layer in (nn.Conv2d(c_in, c_out, 4, 2, 1), nn.SiLU()))
+        )
+        side = feature_sizes(config.image_size, len(config.channels))[-1]
+        flat = config.channels[-1] * side * side
+        hidden = [nn.Linear(flat, config.hidden_dim), nn.SiLU()] if config.hidden_dim else []
+        self.head = nn.Sequential(nn.Flatten(), *hidden, nn.Linear(config.hidden_dim or flat, 2 * config.latent_dim))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.head(self.convs(x)).chunk(2, dim=1)  # (B, latent_dim) each
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """Fully connected layers to a feature map, then transposed convolutions to image logits."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        sizes = feature_sizes(config.image_size, len(config.channels))  # e.g. [28, 14, 7]
+        self.side = sizes[-1]
+        flat = config.channels[-1] * self.side * self.side
+        hidden = [nn.Linear(config.latent_dim, config.hidden_dim), nn.SiLU()] if config.hidden_dim else []
+        self.head = nn.Sequential(*hidden, nn.Linear(config.hidden_dim or config.latent_dim, flat), nn.SiLU())
+        widths = (*reversed(config.channels), config.in_channels)
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
+            n_in, n_out = sizes[-1 - i], sizes[-2 - i]
+            # ConvTranspose2d(k=4, s=2, p=1) gives 2n; output_padding restores an odd size (7 -> 14 -> 28, 3 -> 7).
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=n_out - 2 * n_in))
+            layers.append(nn.SiLU())
+        self.deconvs = nn.Sequential(*layers[:-1])  # no activation on the logits
+        self.channels = config.channels[-1]
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.head(z).view(-1, self.channels, self.side, self.side)  # (B, C_last, s, s)
+        return self.deconvs(h)  # (B, C, H, W) logits
+
+
+class VAE(nn.Module):
+    """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
+
+    def __init__(self, config: Optional[VAEConfig] = None, **overrides) -> None:
+        super().__init__()
+        if config is None:
+            config = VAEConfig(**overrides)
+        elif overrides:
+            config = VAEConfig(**{**config.to_dict(), **overrides})
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the latent code z."""
+        return self.config.latent_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images this model takes and makes."""
+        c = self.config
+        return (c.in_channels, c.image_size, c.image_size)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches the config."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            want = "(B, {}, {}, {})".format(*self.image_shape)
+            raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
+                             "build the VAE with matching in_channels/image_size or resize the data")
+        if not x.is_floating_point():
+            raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype}; divide uint8 images by 255")
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior parameters (mu, logvar), each (B, latent_dim), for images x (B, C, H, W) in [0, 1]."""
+        self.check_input(x)
+        return self.encoder(x)
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling, 2013, Sec. 2.4)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """Decoder logits (B, C, H, W) for latents z (B, latent_dim)."""
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"expected latents of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.decoder(z)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Mean image (B, C, H, W) in [0, 1] of p(x|z)."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> VAEOutput:
+        """Encode, sample one z per image, decode: everything `vae_loss` needs."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator)
+        c = self.config
+        return VAEOutput(self.decoder(z), mu, logvar, z, c.likelihood, c.gaussian_std)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decode the posterior mean of x: (B, C, H, W) in [0, 1]."""
+        mu, _ = self.encode(x)
+        return self.decode(mu)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n={n!r}: expected a positive number of samples")
+        device = next(self.parameters()).device
+        if generator is not None and generator.device != device:
+            raise ValueError(f"generator is on {generator.device} but the model is on {device}")
+        z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        return self.decode(z)

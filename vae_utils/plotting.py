@@ -1,0 +1,48 @@
+"""Pictures: image grids (torchvision's make_grid/save_image) and loss curves (matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import matplotlib.pyplot as plt
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+
+def show_images(images: Tensor, nrow: int = 8, title: str = "", ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Draw a batch (B, C, H, W) in [0, 1] as one grid."""
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W')
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(12, 1.1 * nrow), min(12, 1.1 * -(-images.shape[0] // nrow))))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    return ax
+
+
+def save_images(images: Tensor, path: Union[str, Path], nrow: int = 8) -> Path:
+    """Write a batch (B, C, H, W) in [0, 1] as one PNG grid."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2, pad_value=1.0)
+    return path
+
+
+def plot_history(history: Sequence[dict], ax: Optional[Sequence[plt.Axes]] = None) -> Sequence[plt.Axes]:
+    """Train and test loss per epoch, and their reconstruction and KL parts (nats per image)."""
+    if ax is None:
+        _, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    epochs = [h["epoch"] for h in history]
+    panels = (("train_loss", "test_neg_elbo", "-ELBO"), ("train_recon", "test_recon", "reconstruction"),
+              ("train_kl", "test_kl", "KL"))
+    for a, (train_key, test_key, label) in zip(ax, panels):
+        a.plot(epochs, [h[train_key] for h in history], "o-", label="train")
+        if all(test_key in h for h in history):
+            a.plot(epochs, [h[test_key] for h in history], "s-", label="test")
+        a.set_xlabel("epoch")
+        a.set_ylabel("nats per image")
+        a.set_title(label)
+        a.grid(alpha=0.3)
+        a.legend()
+    plt.tight_layout()
+    return ax

@@ -1,0 +1,82 @@
+"""Reproducibility and hardware: seeds, device and numeric precision, each chosen once and explicitly."""
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+from typing import ContextManager
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; an unavailable device is a ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but this machine has no CUDA GPU: use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AMX or AVX-512-BF16, where bf16 matmuls beat fp32 several times over."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    return bool(amx() or avx())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' on CUDA with bf16 support or a CPU with fast bf16, else 'fp32'."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision={precision!r} is not allowed: expected 'auto', 'fp32' or 'bf16'")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """Mixed-precision context for the forward pass: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def get_rng_state() -> dict:
+    """Every global random state in play (Python, NumPy, torch CPU and CUDA), safe for weights_only loading."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `get_rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
