@@ -102,8 +102,8 @@ def manifest() -> dict[str, Optional[str]]:
     """Library versions and the git commit of this code, for the record."""
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
         "vae_utils": _package_version(),
         "git_commit": _git_commit(),
     }

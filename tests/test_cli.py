@@ -1,0 +1,33 @@
+"""`python -m vae_utils train`: the notebook's pipeline from a terminal."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import vae_utils as vu
+from vae_utils.cli import main
+
+
+def test_train_writes_a_checkpoint_and_metrics(idx_root, tmp_path):
+    out = tmp_path / "run"
+    main(["train", "--data-dir", str(idx_root), "--epochs", "2", "--subset", "32", "--batch-size", "16",
+          "--latent-dim", "3", "--out", str(out), "--quiet"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_neg_elbo", "test_recon", "test_kl", "train_seconds", "epochs"} <= set(metrics)
+    assert metrics["epochs"] == 2 and metrics["train_seconds"] > 0
+    assert metrics["test_neg_elbo"] == pytest.approx(metrics["test_recon"] + metrics["test_kl"])
+    assert vu.load_checkpoint(out / "last.pt").latent_dim == 3
+
+
+def test_bad_arguments_exit_with_a_one_line_message(idx_root, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "vae_utils", "train", "--data-dir", str(idx_root),
+                             "--latent-dim", "0", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "latent_dim=0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_dataset_lists_the_known_ones(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "cifar10", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
