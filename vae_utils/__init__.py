@@ -8,13 +8,13 @@ from .metrics import evaluate
 from .model import VAE, VAEOutput
 from .plotting import plot_history, save_images, show_images
 from .repro import resolve_device, set_seed
-from .training import NonFiniteLossError, train
+from .training import NonFiniteLossError, TrainingInterrupted, train
 
 __all__ = [
     "VAE", "VAEConfig", "VAEOutput", "TrainConfig",
     "vae_loss", "kl_divergence", "reconstruction_loss", "LossTerms",
     "load_dataset", "ImageDataset", "DATASETS",
-    "train", "evaluate", "NonFiniteLossError",
+    "train", "evaluate", "NonFiniteLossError", "TrainingInterrupted",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
     "interpolate", "show_images", "save_images", "plot_history",
     "set_seed", "resolve_device",

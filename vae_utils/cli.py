@@ -11,7 +11,7 @@ from .config import TrainConfig, VAEConfig
 from .data import load_dataset
 from .model import VAE
 from .repro import set_seed
-from .training import train
+from .training import TrainingInterrupted, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "train":
             metrics = run_train(args)
             print(json.dumps({k: v for k, v in metrics.items() if k not in ("config", "history")}, indent=2))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, missing data, unwritable output: one clear line
         parser.exit(2, f"error: {err}\n")
+    except TrainingInterrupted as err:
+        parser.exit(130, f"{err}\n")
     return 0
 
 

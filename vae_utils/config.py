@@ -9,6 +9,8 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 CHANNEL_COUNTS = (1, 3)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "onecycle")
+ON_NONFINITE = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class VAEConfig:
     gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused for Bernoulli
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.channels, (list, tuple)), "channels", self.channels, "a tuple of conv widths")
         object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists back
         _check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
         _check_int(self.image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
@@ -58,12 +61,14 @@ class TrainConfig:
     dataset: str = "fashion-mnist"  # see vae_utils.DATASETS
     epochs: int = 10  # total epochs; resuming continues up to this number
     batch_size: int = 128  # images per Adam step
-    lr: float = 1e-3  # Adam learning rate (Kingma & Ba defaults otherwise)
+    lr: float = 1e-3  # Adam's (peak) learning rate (Kingma & Ba defaults otherwise)
+    lr_schedule: str = "constant"  # "constant", or "onecycle": linear warm-up then cosine decay to ~0
     beta: float = 1.0  # weight of the KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
     seed: int = 0  # seeds torch, numpy, Python and the data order
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, else fp32
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
+    on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
     model: VAEConfig = field(default_factory=VAEConfig)
 
     def __post_init__(self) -> None:
@@ -73,10 +78,12 @@ class TrainConfig:
         _check_int(self.epochs, "epochs", 1, 100_000)
         _check_int(self.batch_size, "batch_size", 1, 1 << 20)
         _check_positive(self.lr, "lr")
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {LR_SCHEDULES}")
         _check(_is_number(self.beta) and self.beta >= 0 and math.isfinite(self.beta), "beta", self.beta, "a finite number >= 0")
         _check_int(self.seed, "seed", 0, 2**63 - 1)
         _check(isinstance(self.device, str), "device", self.device, '"auto", "cpu", "cuda" or "cuda:N"')
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
+        _check(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite, f"one of {ON_NONFINITE}")
         if self.subset is not None:
             _check_int(self.subset, "subset", 1, 1 << 40)
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from torch import Tensor
@@ -178,27 +179,34 @@ def _not_found(key: str, root: Path, system_dirs: tuple[str, ...], why: str) -> 
     return f"{key} not found in {places} ({why}). To get it: {HOW_TO_GET[key].replace('ROOT', str(root))}"
 
 
-def iterate_batches(
-    dataset: Dataset, batch_size: int, device: torch.device, generator: Optional[torch.Generator] = None
-):
-    """Yield float batches (B, C, H, W) in [0, 1] on device; shuffled when a generator is given.
+def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, order: Optional[Tensor] = None,
+                    start: int = 0) -> Iterator[Tensor]:
+    """Yield float batches (B, C, H, W) in [0, 1] on device, in `order` (indices) from batch `start` on.
 
     An ImageDataset is batched by indexing its uint8 tensor (no per-sample Python work); any other
     Dataset goes through a torch DataLoader.
     """
+    order = torch.arange(len(dataset)) if order is None else order
+    order = order[start * batch_size:]
     if isinstance(dataset, ImageDataset):
-        n = len(dataset)
-        images = dataset.images.to(device, non_blocking=True)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size].to(device, non_blocking=True)
-            yield images.index_select(0, idx).float().div_(255)
+        images = dataset.images.to(device, non_blocking=True)  # a no-op when the data already lives there
+        order = order.to(device, non_blocking=True)
+        for first in range(0, len(order), batch_size):
+            yield images.index_select(0, order[first:first + batch_size]).float().div_(255)
     else:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
-                                             generator=generator)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist())
         for batch in loader:
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             yield x.to(device, non_blocking=True).float()
+
+
+def dataset_checksum(dataset: Dataset) -> Optional[str]:
+    """SHA-256 of an ImageDataset's images and labels (None for other data sets), to tie checkpoints to data."""
+    if not isinstance(dataset, ImageDataset):
+        return None
+    digest = hashlib.sha256(dataset.images.cpu().contiguous().numpy().tobytes())
+    digest.update(dataset.labels.cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def dataset_image_shape(dataset: Dataset) -> tuple[int, ...]:

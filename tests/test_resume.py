@@ -1,0 +1,151 @@
+"""Nothing lost: bit-exact resume, checkpoints on Ctrl-C/SIGTERM, crash-safe writes, early errors."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import vae_utils as vu
+from test_training import SMALL, _data
+
+
+def _run(tmp_path, name, epochs, resume=None, callback=None, **overrides):
+    vu.set_seed(0)
+    model = vu.VAE(SMALL)
+    config = vu.TrainConfig(epochs=epochs, batch_size=16, model=SMALL, **overrides)
+    history = vu.train(model, _data(), _data(32), config, out_dir=tmp_path / name, resume=resume,
+                       progress=False, on_epoch_end=callback)
+    return model, history
+
+
+def _same(a, b):
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _losses(history):
+    return [{k: v for k, v in h.items() if k != "train_seconds"} for h in history]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_resume_after_a_finished_epoch_is_bit_identical(tmp_path, precision, schedule):
+    straight, h_straight = _run(tmp_path, "straight", 2, precision=precision, lr_schedule=schedule)
+
+    def stop_after_first(record):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives between steps of epoch 2
+
+    with pytest.raises(vu.TrainingInterrupted):
+        _run(tmp_path, "split", 2, callback=stop_after_first, precision=precision, lr_schedule=schedule)
+    resumed, h_resumed = _run(tmp_path, "split", 2, resume=tmp_path / "split" / "last.pt", precision=precision,
+                              lr_schedule=schedule)
+    _same(straight, resumed)
+    assert _losses(h_straight) == _losses(h_resumed)
+
+
+def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path):
+    straight, h_straight = _run(tmp_path, "straight", 2)
+    _run(tmp_path, "split", 1)
+    resumed, h_resumed = _run(tmp_path, "split", 2, resume=tmp_path / "split" / "last.pt")
+    _same(straight, resumed)
+    assert _losses(h_straight) == _losses(h_resumed)
+
+
+def test_an_interrupt_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    with pytest.raises(vu.TrainingInterrupted, match=r"SIGTERM at epoch 2, step 1/4.*resume="):
+        _run(tmp_path, "run", 3, callback=lambda r: os.kill(os.getpid(), signal.SIGTERM))
+    state = vu.read_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["position"] == {"epoch": 2, "step": 1}
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are restored
+
+
+def test_checkpoints_hold_everything_a_continuation_needs(tmp_path):
+    _run(tmp_path, "run", 2)
+    state = vu.read_checkpoint(tmp_path / "run" / "last.pt")
+    assert {"model_state", "optimizer_state", "scheduler_state", "rng_state", "epoch_order_state", "history",
+            "train_config", "model_config", "position", "manifest"} <= set(state)
+    assert set(state["rng_state"]) == {"python", "numpy", "torch", "cuda"}
+    assert len(state["manifest"]["data_sha256"]) == 64
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_resume_refuses_other_data_other_batch_size_and_finished_runs(tmp_path):
+    _run(tmp_path, "run", 1)
+    last = tmp_path / "run" / "last.pt"
+    with pytest.raises(vu.CheckpointError, match="other data"):
+        vu.train(vu.VAE(SMALL), _data(seed=1), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL),
+                 resume=last, progress=False)
+    with pytest.raises(vu.CheckpointError, match="batch_size=16, not 8"):
+        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=2, batch_size=8, model=SMALL), resume=last,
+                 progress=False)
+    with pytest.raises(ValueError, match="already trained 1 epochs"):
+        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=1, batch_size=16, model=SMALL), resume=last,
+                 progress=False)
+    with pytest.raises(vu.CheckpointError, match="latent_dim"):
+        vu.train(vu.VAE(SMALL, latent_dim=5), _data(), None, vu.TrainConfig(epochs=2, batch_size=16), resume=last,
+                 progress=False)
+
+
+def test_a_plain_saved_model_is_not_a_resumable_run(tmp_path):
+    path = vu.save_checkpoint(vu.VAE(SMALL), tmp_path / "plain.pt")
+    with pytest.raises(vu.CheckpointError, match="no training state"):
+        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL), resume=path,
+                 progress=False)
+
+
+def test_skip_mode_drops_non_finite_batches_and_counts_them(tmp_path):
+    images = _data().images.clone()
+    ds = torch.utils.data.TensorDataset(images.float() / 255, torch.zeros(len(images)))
+    ds.tensors[0][5, 0, 0, 0] = float("nan")  # one poisoned image: one bad batch per epoch
+    gaussian = vu.VAEConfig(**{**SMALL.to_dict(), "likelihood": "gaussian"})  # no [0, 1] check to stop it first
+    config = vu.TrainConfig(epochs=2, batch_size=16, model=gaussian, on_nonfinite="skip")
+    history = vu.train(vu.VAE(gaussian), ds, None, config, progress=False)
+    assert [h["skipped_steps"] for h in history] == [1, 1]
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
+
+
+def test_an_unwritable_output_folder_fails_before_training(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write checkpoints"):
+        _run(tmp_path / "a-file", "run", 1)
+
+
+def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 20, 10 << 20, 1 << 20))
+    started = []
+    with pytest.raises(OSError, match="only 1 MiB free"):
+        _run(tmp_path, "run", 1, callback=started.append)
+    assert started == []
+
+
+KILLER = r"""
+import sys, torch, vae_utils as vu
+sys.path.insert(0, sys.argv[2])
+from test_training import SMALL, _data
+vu.set_seed(0)
+config = vu.TrainConfig(epochs=100000, batch_size=64, model=SMALL)
+print("ready", flush=True)
+vu.train(vu.VAE(SMALL), _data(64), None, config, out_dir=sys.argv[1], progress=False)
+"""
+
+
+def test_sigkill_while_writing_checkpoints_never_leaves_a_broken_one(tmp_path):
+    out = tmp_path / "run"
+    tests_dir = os.path.dirname(__file__)
+    for kill in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", KILLER, str(out), tests_dir], stdout=subprocess.PIPE)
+        proc.stdout.readline()  # imports done
+        deadline = time.time() + 30
+        while not (out / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05 + 0.37 * kill * torch.rand(()).item())  # a random moment, checkpoints every few ms
+        proc.kill()
+        proc.wait()
+        model = vu.load_checkpoint(out / "last.pt")  # always whole
+        assert all(torch.isfinite(p).all() for p in model.parameters())
