@@ -7,7 +7,7 @@ from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
 from .metrics import evaluate
 from .model import VAE, VAEOutput
 from .plotting import plot_history, save_images, show_images
-from .repro import resolve_device, set_seed
+from .repro import resolve_device, resolve_precision, set_seed
 from .training import NonFiniteLossError, TrainingInterrupted, train
 
 __all__ = [
@@ -17,5 +17,5 @@ __all__ = [
     "train", "evaluate", "NonFiniteLossError", "TrainingInterrupted",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
     "interpolate", "show_images", "save_images", "plot_history",
-    "set_seed", "resolve_device",
+    "set_seed", "resolve_device", "resolve_precision",
 ]

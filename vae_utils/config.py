@@ -19,8 +19,8 @@ class VAEConfig:
 
     in_channels: int = 1  # 1 (grey) or 3 (RGB)
     image_size: int = 28  # square images; every conv halves it, the flattened size is derived
-    latent_dim: int = 16  # size of z; 16 keeps Fashion-MNIST's KL well below its reconstruction term
-    channels: tuple[int, ...] = (32, 64)  # widths of the stride-2 convolutions, encoder order
+    latent_dim: int = 32  # size of z (README "Speed": the recipe search that chose these defaults)
+    channels: tuple[int, ...] = (16, 32)  # stride-2 conv widths, encoder order; wider is better per epoch, slower per second
     hidden_dim: int = 256  # fully connected layer between the feature map and (mu, logvar); 0 = none
     likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (BCE from logits) or "gaussian" (fixed std)
     gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused for Bernoulli
@@ -60,9 +60,9 @@ class TrainConfig:
 
     dataset: str = "fashion-mnist"  # see vae_utils.DATASETS
     epochs: int = 10  # total epochs; resuming continues up to this number
-    batch_size: int = 128  # images per Adam step
-    lr: float = 1e-3  # Adam's (peak) learning rate (Kingma & Ba defaults otherwise)
-    lr_schedule: str = "constant"  # "constant", or "onecycle": linear warm-up then cosine decay to ~0
+    batch_size: int = 256  # images per Adam step; with lr 3e-3, the best test ELBO per CPU second we measured
+    lr: float = 3e-3  # Adam's peak learning rate (Kingma & Ba defaults otherwise)
+    lr_schedule: str = "onecycle"  # "onecycle": 10% linear warm-up, then cosine decay to lr/100; or "constant"
     beta: float = 1.0  # weight of the KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
     seed: int = 0  # seeds torch, numpy, Python and the data order
     device: str = "auto"  # "auto" picks CUDA when present, else CPU

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
 from .checkpoints import CheckpointError, load_checkpoint, manifest, read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -137,7 +137,7 @@ def train(
                 tqdm.write(format_record(record, config.epochs))
             if on_epoch_end is not None:
                 on_epoch_end(record)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
     return history
 
 
