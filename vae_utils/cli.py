@@ -1,4 +1,4 @@
-"""Command line: `python -m vae_utils train ...`, the notebook's pipeline for terminals and batch jobs."""
+"""Command line: `python -m vae_utils train|evaluate ...`, the notebook's pipeline for terminals and batch jobs."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import TrainConfig, VAEConfig
-from .data import load_dataset
+from .checkpoints import load_checkpoint, read_checkpoint
+from .classifier import load_or_train_classifier
+from .data import binarize, canonical_name, load_dataset
 from .model import VAE
-from .repro import set_seed
+from .report import evaluation_report
+from .repro import resolve_device, set_seed
 from .training import TrainingInterrupted, train
 
 
@@ -33,7 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"))
     t.add_argument("--subset", type=int, default=None, help="train on the first N training images")
     t.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (e.g. OUT/last.pt)")
+    t.add_argument("--kl-warmup-epochs", type=int, default=d.kl_warmup_epochs, help="beta rises from 0 over N epochs")
+    t.add_argument("--binarized", action="store_true",
+                   help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    e = commands.add_parser("evaluate", help="print -ELBO, IWAE NLL, bits/dim, KL, active units, Fréchet distance "
+                                             "as JSON")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--iwae-k", type=int, default=100, help="importance samples per test image (papers: 5000)")
+    e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
+    e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--subset", type=int, default=None, help="score the first N test images only")
+    e.add_argument("--samples", type=int, default=10_000, help="samples for the Fréchet distance")
+    e.add_argument("--classifier", type=Path, default=None,
+                   help="feature classifier weights (default saved_models/classifier-DATASET.pt; trained if absent)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -41,9 +61,12 @@ def run_train(args: argparse.Namespace) -> dict:
     """Train as the notebook does and write OUT/metrics.json; return the metrics."""
     config = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          beta=args.beta, seed=args.seed, device=args.device, precision=args.precision,
-                         subset=args.subset, model=VAEConfig(latent_dim=args.latent_dim))
+                         subset=args.subset, kl_warmup_epochs=args.kl_warmup_epochs, binarize=args.binarized,
+                         model=VAEConfig(latent_dim=args.latent_dim))
     train_ds = load_dataset(config.dataset, "train", root=args.data_dir)
     test_ds = load_dataset(config.dataset, "test", root=args.data_dir)
+    if args.binarized:
+        test_ds = binarize(test_ds, seed=0)
     set_seed(config.seed)
     model = VAE(config.model)
     history = train(model, train_ds, test_ds, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
@@ -61,6 +84,26 @@ def run_train(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def run_evaluate(args: argparse.Namespace) -> dict:
+    """Score a checkpoint on the test split; return the report (also printed as JSON by main)."""
+    device = resolve_device(args.device)
+    model = load_checkpoint(args.checkpoint, map_location=device)
+    saved = read_checkpoint(args.checkpoint).get("train_config") or {}
+    dataset = args.dataset or saved.get("dataset", "fashion-mnist")
+    train_ds = load_dataset(dataset, "train", root=args.data_dir)
+    test_ds = load_dataset(dataset, "test", root=args.data_dir, subset=args.subset)
+    if args.binarized:
+        test_ds = binarize(test_ds, seed=0)
+    classifier_path = args.classifier or Path("saved_models") / f"classifier-{canonical_name(dataset)}.pt"
+    classifier, accuracy = load_or_train_classifier(classifier_path, train_ds, load_dataset(dataset, "test",
+                                                    root=args.data_dir), device=device)
+    report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
+                               seed=args.seed)
+    return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized,
+            "n_test": len(test_ds), **report, "classifier": str(classifier_path),
+            "classifier_test_accuracy": accuracy}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; bad input exits with status 2 and a one-line message."""
     parser = build_parser()
@@ -69,6 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "train":
             metrics = run_train(args)
             print(json.dumps({k: v for k, v in metrics.items() if k not in ("config", "history")}, indent=2))
+        elif args.command == "evaluate":
+            print(json.dumps(run_evaluate(args), indent=2))
     except (ValueError, OSError) as err:  # bad input, missing data, unwritable output: one clear line
         parser.exit(2, f"error: {err}\n")
     except TrainingInterrupted as err:

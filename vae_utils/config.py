@@ -64,6 +64,8 @@ class TrainConfig:
     lr: float = 3e-3  # Adam's peak learning rate (Kingma & Ba defaults otherwise)
     lr_schedule: str = "onecycle"  # "onecycle": 10% linear warm-up, then cosine decay to lr/100; or "constant"
     beta: float = 1.0  # weight of the KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
+    kl_warmup_epochs: int = 0  # beta rises linearly from 0 over this many epochs (0 = no warm-up)
+    binarize: bool = False  # dynamic binarization: each batch's pixels drawn as Bernoulli(grey level)
     seed: int = 0  # seeds torch, numpy, Python and the data order
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, else fp32
@@ -80,6 +82,8 @@ class TrainConfig:
         _check_positive(self.lr, "lr")
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {LR_SCHEDULES}")
         _check(_is_number(self.beta) and self.beta >= 0 and math.isfinite(self.beta), "beta", self.beta, "a finite number >= 0")
+        _check_int(self.kl_warmup_epochs, "kl_warmup_epochs", 0, 100_000)
+        _check(isinstance(self.binarize, bool), "binarize", self.binarize, "True or False")
         _check_int(self.seed, "seed", 0, 2**63 - 1)
         _check(isinstance(self.device, str), "device", self.device, '"auto", "cpu", "cuda" or "cuda:N"')
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")

@@ -66,6 +66,13 @@ class ImageDataset(Dataset):
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
 
 
+def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
+    """Each pixel drawn once as Bernoulli(grey level) with a fixed seed: the binarized test sets of the literature."""
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.bernoulli(dataset.images.float() / 255, generator=generator)
+    return ImageDataset((bits * 255).to(torch.uint8), dataset.labels, f"{dataset.name}/binarized-seed{seed}")
+
+
 def canonical_name(name: str) -> str:
     """'FashionMNIST', 'fashion_mnist', 'Fashion-MNIST' -> 'fashion-mnist'; unknown names are a ValueError."""
     key = str(name).lower().replace("_", "-")

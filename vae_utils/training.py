@@ -103,9 +103,12 @@ def train(
             for x in bar:
                 step += 1
                 x = x.contiguous(memory_format=torch.channels_last)
+                if config.binarize:
+                    x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time
                 with autocast(device, precision):
                     out = model(x)
-                terms = vae_loss(out, x, beta=config.beta, check_range=check_range)
+                beta = config.beta * kl_warmup_factor(epoch, step, steps_per_epoch, config.kl_warmup_epochs)
+                terms = vae_loss(out, x, beta=beta, check_range=check_range)
                 if not torch.isfinite(terms.total):
                     if config.on_nonfinite == "skip":
                         skipped += 1
@@ -139,6 +142,13 @@ def train(
                 on_epoch_end(record)
     model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
     return history
+
+
+def kl_warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: int) -> float:
+    """Linear KL warm-up (Bowman et al., 2016; Sønderby et al., 2016): 0 at the start, 1 after warmup_epochs."""
+    if warmup_epochs == 0:
+        return 1.0
+    return min(1.0, (epoch - 1 + step / steps_per_epoch) / warmup_epochs)
 
 
 def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
