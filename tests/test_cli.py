@@ -31,3 +31,16 @@ def test_an_unknown_dataset_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--dataset", "cifar10", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_evaluate_prints_the_paper_metrics_as_json(idx_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", "--data-dir", str(idx_root), "--epochs", "1", "--batch-size", "16", "--latent-dim", "3",
+          "--out", str(out), "--quiet"])
+    capsys.readouterr()
+    main(["evaluate", str(out / "last.pt"), "--data-dir", str(idx_root), "--iwae-k", "5", "--samples", "40",
+          "--classifier", str(tmp_path / "clf.pt"), "--binarized"])
+    report = json.loads(capsys.readouterr().out)
+    assert {"neg_elbo", "iwae_nll", "iwae_k", "bits_per_dim", "kl", "active_units", "frechet_distance"} <= set(report)
+    assert report["iwae_k"] == 5 and report["binarized"] is True and report["n_test"] == 32
+    assert (tmp_path / "clf.pt").is_file()  # the classifier is cached for the next evaluation

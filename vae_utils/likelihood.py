@@ -15,7 +15,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def log_importance_weights(model: VAE, x: Tensor, k: int, generator: torch.Generator | None = None,
-                           chunk_images: int = 8192, check_range: bool = True) -> Tensor:
+                           chunk_images: int = 2048, check_range: bool = True) -> Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats."""
     mu, logvar = model.encode(x)  # (B, D)
     mu, logvar = mu.float(), logvar.float()
@@ -37,7 +37,7 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: torch.Gener
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 100, seed: int = 0) -> dict[str, float]:
+def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 20, seed: int = 0) -> dict[str, float]:
     """-log p(x) estimated with k importance samples, averaged over the data set: nats per image and bits/dim.
 
     log p(x) >= E[log (1/k) sum_i w_i] (Burda et al., 2015, Eq. 8), computed with logsumexp; k=1 is the ELBO,
