@@ -2,7 +2,7 @@
 from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig, VAEConfig
 from .classifier import FeatureClassifier, class_histogram, classifier_features, load_or_train_classifier
-from .data import DATASETS, ImageDataset, binarize, load_dataset
+from .data import DATASETS, ImageDataset, binarize, class_names, load_dataset
 from .diagnostics import LatentStats, active_units, latent_stats
 from .frechet import frechet_distance, precision_recall
 from .latent import interpolate, manifold_grid, pca_2d, slerp, traverse
@@ -10,7 +10,8 @@ from .likelihood import iwae_nll, log_importance_weights
 from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
 from .metrics import evaluate
 from .model import VAE, VAEOutput
-from .plotting import plot_history, save_images, show_images
+from .plotting import (plot_class_histogram, plot_history, plot_kl_per_dim, plot_latent_projection, save_images,
+                       show_images)
 from .report import evaluation_report
 from .repro import resolve_device, resolve_precision, set_seed
 from .training import NonFiniteLossError, TrainingInterrupted, train
@@ -18,12 +19,13 @@ from .training import NonFiniteLossError, TrainingInterrupted, train
 __all__ = [
     "VAE", "VAEConfig", "VAEOutput", "TrainConfig",
     "vae_loss", "kl_divergence", "reconstruction_loss", "LossTerms",
-    "load_dataset", "ImageDataset", "DATASETS", "binarize",
+    "load_dataset", "ImageDataset", "DATASETS", "binarize", "class_names",
     "train", "evaluate", "NonFiniteLossError", "TrainingInterrupted",
     "iwae_nll", "log_importance_weights", "latent_stats", "LatentStats", "active_units",
     "frechet_distance", "precision_recall", "evaluation_report",
     "FeatureClassifier", "load_or_train_classifier", "classifier_features", "class_histogram",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
+    "plot_kl_per_dim", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision",
 ]

@@ -66,6 +66,11 @@ class ImageDataset(Dataset):
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
 
 
+def class_names(name: str) -> list[str]:
+    """The data set's class names in label order, e.g. 'T-shirt/top', 'Trouser', ... for Fashion-MNIST."""
+    return list(DATASETS[canonical_name(name)][0].classes)
+
+
 def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     """Each pixel drawn once as Bernoulli(grey level) with a fixed seed: the binarized test sets of the literature."""
     generator = torch.Generator().manual_seed(seed)

@@ -46,3 +46,44 @@ def plot_history(history: Sequence[dict], ax: Optional[Sequence[plt.Axes]] = Non
         a.legend()
     plt.tight_layout()
     return ax
+
+
+def plot_kl_per_dim(kl_per_dim: Tensor, active: Optional[Tensor] = None, ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Bar chart of the KL of each latent dimension, largest first; inactive units in grey."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3))
+    order = kl_per_dim.argsort(descending=True)
+    colors = ["C0" if active is None or active[i] else "0.7" for i in order.tolist()]
+    ax.bar(range(len(order)), kl_per_dim[order].numpy(), color=colors)
+    ax.set_xticks(range(len(order)), [str(i) for i in order.tolist()], fontsize=7)
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("KL, nats per image")
+    ax.set_title("KL per latent dimension" + ("" if active is None else f" ({int(active.sum())} active units)"))
+    return ax
+
+
+def plot_latent_projection(points: Tensor, labels: Tensor, class_names: Optional[Sequence[str]] = None,
+                           ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Scatter of 2-D latent points (N, 2) coloured by class."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    scatter = ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, alpha=0.6)
+    names = class_names or [str(i) for i in range(int(labels.max()) + 1)]
+    ax.legend(scatter.legend_elements()[0], names, fontsize=7, markerscale=1.2, loc="best")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    return ax
+
+
+def plot_class_histogram(fractions: Sequence[float], class_names: Optional[Sequence[str]] = None,
+                         ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Fraction of generated samples the classifier assigns to each class; a uniform data set gives 1/10 each."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
+    names = class_names or [str(i) for i in range(len(fractions))]
+    ax.bar(range(len(fractions)), fractions)
+    ax.axhline(1 / len(fractions), color="k", lw=0.8, ls="--", label="uniform")
+    ax.set_xticks(range(len(fractions)), names, rotation=30, fontsize=8)
+    ax.set_ylabel("fraction of samples")
+    ax.legend()
+    return ax
