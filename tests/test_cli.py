@@ -44,3 +44,9 @@ def test_evaluate_prints_the_paper_metrics_as_json(idx_root, tmp_path, capsys):
     assert {"neg_elbo", "iwae_nll", "iwae_k", "bits_per_dim", "kl", "active_units", "frechet_distance"} <= set(report)
     assert report["iwae_k"] == 5 and report["binarized"] is True and report["n_test"] == 32
     assert (tmp_path / "clf.pt").is_file()  # the classifier is cached for the next evaluation
+
+
+def test_classifier_command_trains_and_caches_the_feature_classifier(idx_root, tmp_path, capsys):
+    main(["classifier", "--data-dir", str(idx_root), "--epochs", "1", "--out", str(tmp_path / "clf.pt")])
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["test_accuracy"] <= 1 and (tmp_path / "clf.pt").is_file()

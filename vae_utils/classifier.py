@@ -1,7 +1,8 @@
 """A small classifier trained on the data set itself: the feature space for Fréchet distance and class histograms.
 
 FID's Inception network cannot be downloaded here and fits 28x28 grey images poorly; this CNN is trained by the
-project on first use, its test accuracy is reported, and its weights are cached (saved_models/).
+project (`python -m vae_utils classifier`, or on first use), its test accuracy is reported, and its weights
+are cached in saved_models/.
 """
 from __future__ import annotations
 
