@@ -78,7 +78,12 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[VAE] = None) -> VAE:
     """A VAE rebuilt from the file alone (or `model`, if given and of the same architecture), in eval mode."""
-    payload = read_checkpoint(path, map_location)
+    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location, model)
+
+
+def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location: Union[str, torch.device] = "cpu",
+                          model: Optional[VAE] = None) -> VAE:
+    """The VAE of an already read checkpoint (see load_checkpoint); path only names the file in errors."""
     try:
         config = VAEConfig.from_dict(payload["model_config"])
     except (KeyError, TypeError, ValueError) as err:

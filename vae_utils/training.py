@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
-from .checkpoints import CheckpointError, load_checkpoint, manifest, read_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, dataset_checksum, dataset_image_shape, iterate_batches
 from .losses import vae_loss
@@ -228,8 +228,8 @@ def _subset(data: Dataset, n: Optional[int]) -> Dataset:
 
 def _read_resumable(path, model: VAE, config: TrainConfig, checksum: Optional[str], device) -> dict:
     """Load a checkpoint written by `train` into model; check that it belongs to this run."""
-    load_checkpoint(path, map_location=device, model=model)  # checks the architecture, loads the weights
     state = read_checkpoint(path, map_location=device)
+    model_from_checkpoint(state, path, device, model)  # checks the architecture, loads the weights
     if "position" not in state:
         raise CheckpointError(f"{path} holds no training state (it was written by save_checkpoint, not by train): "
                               "load it with load_checkpoint, or train anew")
