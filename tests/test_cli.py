@@ -50,3 +50,14 @@ def test_classifier_command_trains_and_caches_the_feature_classifier(idx_root, t
     main(["classifier", "--data-dir", str(idx_root), "--epochs", "1", "--out", str(tmp_path / "clf.pt")])
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["test_accuracy"] <= 1 and (tmp_path / "clf.pt").is_file()
+
+
+def test_resume_from_the_command_line_continues_to_the_total_epochs(idx_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(idx_root), "--batch-size", "16", "--latent-dim", "3", "--out", str(out),
+            "--quiet"]
+    main(args + ["--epochs", "1"])
+    main(["train", "--data-dir", str(idx_root), "--batch-size", "16", "--out", str(out), "--quiet", "--epochs", "2",
+          "--resume", str(out / "last.pt")])  # no --latent-dim: the checkpoint's architecture is used
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]

@@ -66,10 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> dict:
     """Train as the notebook does and write OUT/metrics.json; return the metrics."""
+    model_config = VAEConfig(latent_dim=args.latent_dim)
+    if args.resume is not None:  # the architecture comes from the run being continued
+        model_config = VAEConfig.from_dict(read_checkpoint(args.resume)["model_config"])
     config = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          beta=args.beta, seed=args.seed, device=args.device, precision=args.precision,
                          subset=args.subset, kl_warmup_epochs=args.kl_warmup_epochs, binarize=args.binarized,
-                         model=VAEConfig(latent_dim=args.latent_dim))
+                         model=model_config)
     train_ds = load_dataset(config.dataset, "train", root=args.data_dir)
     test_ds = load_dataset(config.dataset, "test", root=args.data_dir)
     if args.binarized:
