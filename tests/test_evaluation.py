@@ -156,3 +156,17 @@ def test_evaluation_report_has_the_keys_papers_need():
             "sample_class_histogram"} <= set(report)
     assert sum(report["sample_class_histogram"]) == pytest.approx(1.0)
     assert 0 <= accuracy <= 1
+
+
+def test_binarized_scores_compare_samples_with_the_grey_images():
+    from vae_utils.classifier import train_classifier
+
+    train, grey = _data(64), _data(32, seed=1)
+    classifier, _ = train_classifier(train, grey, epochs=1)
+    model = vu.VAE(SMALL)
+    binary = vu.report.evaluation_report(model, vu.binarize(grey), train, classifier, iwae_k=2, n_samples=40,
+                                         real_test=grey)
+    plain = vu.report.evaluation_report(model, grey, train, classifier, iwae_k=2, n_samples=40)
+    assert binary["frechet_distance_floor"] == plain["frechet_distance_floor"]
+    assert binary["frechet_distance"] == plain["frechet_distance"]
+    assert binary["iwae_nll"] != plain["iwae_nll"]  # the likelihood is of the binarized images

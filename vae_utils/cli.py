@@ -101,14 +101,13 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     saved = read_checkpoint(args.checkpoint).get("train_config") or {}
     dataset = args.dataset or saved.get("dataset", "fashion-mnist")
     train_ds = load_dataset(dataset, "train", root=args.data_dir)
-    test_ds = load_dataset(dataset, "test", root=args.data_dir, subset=args.subset)
-    if args.binarized:
-        test_ds = binarize(test_ds, seed=0)
+    grey_test = load_dataset(dataset, "test", root=args.data_dir, subset=args.subset)
+    test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
     classifier_path = args.classifier or Path("saved_models") / f"classifier-{canonical_name(dataset)}.pt"
     classifier, accuracy = load_or_train_classifier(classifier_path, train_ds, load_dataset(dataset, "test",
                                                     root=args.data_dir), device=device)
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
-                               seed=args.seed)
+                               seed=args.seed, real_test=grey_test)
     return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized,
             "n_test": len(test_ds), **report, "classifier": str(classifier_path),
             "classifier_test_accuracy": accuracy}
