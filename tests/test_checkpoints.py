@@ -1,7 +1,5 @@
 """Checkpoints: the file alone rebuilds the model; bad files are clear errors; nothing runs code on load."""
 import os
-import pickle
-import zipfile
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """Property: any config and input shape either works or is a clear ValueError, never a raw torch traceback."""
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

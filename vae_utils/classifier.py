@@ -92,7 +92,7 @@ def classifier_features(model: FeatureClassifier, images: Union[Tensor, Dataset]
 def class_histogram(model: FeatureClassifier, images: Tensor) -> Tensor:
     """Fraction of images assigned to each class, (n_classes,): shows whether a generator forgets classes."""
     device = next(model.parameters()).device
-    predictions = torch.cat([model(images[i:i + 1000].to(device)).argmax(1).cpu() for i in range(0, len(images), 1000)])
+    predictions = model.head(classifier_features(model, images).to(device)).argmax(1).cpu()
     return torch.bincount(predictions, minlength=model.n_classes).float() / len(images)
 
 

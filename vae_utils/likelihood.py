@@ -30,8 +30,8 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: torch.Gener
         log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (B, c)
         logits = model.decode_logits(z.reshape(B * c, D))  # (B*c, C, H, W)
         target = x.unsqueeze(1).expand(B, c, *x.shape[1:]).reshape(B * c, *x.shape[1:])
-        c_ = model.config
-        log_px = -reconstruction_loss(logits, target, c_.likelihood, c_.gaussian_std, check_range).view(B, c)
+        cfg = model.config
+        log_px = -reconstruction_loss(logits, target, cfg.likelihood, cfg.gaussian_std, check_range).view(B, c)
         out[:, first:first + c] = log_px + log_prior - log_q
     return out
 

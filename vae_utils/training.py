@@ -71,6 +71,7 @@ def train(
     history: History = []
     epoch, step, elapsed, skipped = 1, 0, 0.0, 0
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # total, recon, kl (summed over images), images
+    one = torch.ones((), device=device)  # the image counter's increment, allocated once
     epoch_order_state = order.get_state()
     if resume is not None:
         state = _read_resumable(resume, model, config, checksum, device)
@@ -118,7 +119,7 @@ def train(
                 terms.total.backward()
                 optimizer.step()
                 scheduler.step()
-                sums += torch.stack([*(t.detach().double() for t in terms), torch.ones((), device=device)]) * len(x)
+                sums += torch.stack([*(t.detach() for t in terms), one]).double() * len(x)
                 if stop.signal is not None:
                     elapsed += time.perf_counter() - start
                     raise TrainingInterrupted(_interrupt(stop.signal, epoch, step, steps_per_epoch, out_dir,
