@@ -42,6 +42,11 @@ class ExampleMLPVAE(nn.Module):
         logits = self.fc4(F.relu(self.fc3(z))).view(-1, 1, 28, 28)  # scored by vu's loss: same BCE, from logits
         return vu.VAEOutput(logits, mu, logvar, z)
 
+    def loss(self, x: torch.Tensor, config=None, epochs_done: float = 0.0,
+             generator: Optional[torch.Generator] = None, check_range: bool = True) -> vu.LossTerms:
+        """The plain negative ELBO, as vu.evaluate scores every model."""
+        return vu.vae_loss(self(x, generator), x, check_range=check_range)
+
 
 def train_reference(epochs: int, seed: int, root: str, device: torch.device) -> dict:
     """The example's recipe: DataLoader + ToTensor, batch 128, Adam 1e-3, BCE summed per image."""

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic IDX data sets written by the tests themselves."""
+"""Shared helpers and fixtures: a small VAE config, synthetic image data, tiny IDX files written by the tests."""
 from __future__ import annotations
 
 import gzip
@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import vae_utils as vu
+
+SMALL = vu.VAEConfig(latent_dim=4, channels=(8, 16), hidden_dim=32)  # a VAE that trains in milliseconds
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -39,6 +42,14 @@ def write_mnist_like(folder: Path, n_train: int = 64, n_test: int = 32, compress
     return arrays
 
 
+def blob_data(n: int = 64, seed: int = 0):
+    """n images of four smooth random blobs (labels 0-3): something to learn, unlike noise."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(4, 1, 7, 7, generator=g)
+    imgs = torch.nn.functional.interpolate(base, size=28, mode="bilinear")[torch.arange(n) % 4]
+    return vu.ImageDataset((imgs * 255).round().to(torch.uint8), torch.arange(n) % 4)
+
+
 @pytest.fixture
 def idx_root(tmp_path: Path) -> Path:
     """A data root holding a small synthetic Fashion-MNIST (gzipped IDX files, as the release ships them)."""
@@ -48,9 +59,10 @@ def idx_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own data cache and no system data directories, so the real files never leak in."""
+    """Every test gets its own data and classifier caches and no system data directories: real files never leak in."""
     import vae_utils.data as data
 
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "user-cache"))  # trained classifiers
     monkeypatch.setattr(data, "DATASETS", {k: (cls, ()) for k, (cls, _) in data.DATASETS.items()})
     torch.manual_seed(0)

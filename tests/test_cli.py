@@ -27,10 +27,11 @@ def test_bad_arguments_exit_with_a_one_line_message(idx_root, tmp_path):
     assert "latent_dim=0" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_unknown_dataset_lists_the_known_ones(tmp_path):
+def test_an_unknown_dataset_lists_the_known_ones(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--dataset", "cifar10", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
+    assert "unknown data set 'cifar10': known data sets are ['fashion-mnist', 'mnist']" in capsys.readouterr().err
 
 
 def test_evaluate_prints_the_paper_metrics_as_json(idx_root, tmp_path, capsys):

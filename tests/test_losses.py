@@ -72,11 +72,39 @@ def test_beta_weights_only_the_kl(beta):
     torch.testing.assert_close(terms.recon, vu.vae_loss(out, x, beta=1.0).recon)
 
 
-def test_gaussian_model_output_carries_its_likelihood_to_the_loss():
+def test_the_models_loss_scores_with_its_own_likelihood():
     model = vu.VAE(latent_dim=4, likelihood="gaussian", gaussian_std=0.3)
     x = torch.rand(2, 1, 28, 28)
-    out = model(x)
-    torch.testing.assert_close(vu.vae_loss(out, x).recon, vu.reconstruction_loss(out.x_logits, x, "gaussian", 0.3).mean())
+    terms = model.loss(x, generator=torch.Generator().manual_seed(0))
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(terms.recon, vu.reconstruction_loss(out.x_logits, x, "gaussian", 0.3).mean())
+    torch.testing.assert_close(terms.total, terms.recon + terms.kl)
+
+
+def test_the_models_training_loss_weights_the_kl_by_beta_and_the_warm_up():
+    model, x = vu.VAE(latent_dim=4), torch.rand(2, 1, 28, 28)
+    config = vu.TrainConfig(beta=4.0, kl_warmup_epochs=2, model=model.config)
+    terms = model.loss(x, config, epochs_done=0.5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(terms.total, terms.recon + 4.0 * 0.25 * terms.kl)
+
+
+def test_kl_warmup_rises_linearly_from_zero():
+    from vae_utils.losses import kl_warmup_factor
+
+    assert [kl_warmup_factor(e, 2) for e in (0, 1, 2, 3)] == [0.0, 0.5, 1.0, 1.0]
+    assert kl_warmup_factor(0.5, 2) == 0.25 and kl_warmup_factor(0, 0) == 1.0
+
+
+@pytest.mark.parametrize("beta", [float("nan"), float("inf"), -1.0])
+def test_a_beta_that_is_not_a_finite_non_negative_number_is_refused(beta):
+    model, x = vu.VAE(latent_dim=4), torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="beta="):
+        vu.vae_loss(model(x), x, beta=beta)
+
+
+def test_vae_loss_of_something_else_than_a_model_output_says_what_it_expects():
+    with pytest.raises(ValueError, match="VAEOutput"):
+        vu.vae_loss((torch.zeros(1), torch.zeros(1)), torch.zeros(1))
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, 255.0, float("nan")])

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import vae_utils as vu
-from test_training import SMALL, _data
+from conftest import SMALL, blob_data
 
 
 def _run(tmp_path, name, epochs, resume=None, callback=None, **overrides):
     vu.set_seed(0)
     model = vu.VAE(SMALL)
     config = vu.TrainConfig(epochs=epochs, batch_size=16, model=SMALL, **overrides)
-    history = vu.train(model, _data(), _data(32), config, out_dir=tmp_path / name, resume=resume,
+    history = vu.train(model, blob_data(), blob_data(32), config, out_dir=tmp_path / name, resume=resume,
                        progress=False, on_epoch_end=callback)
     return model, history
 
@@ -76,28 +76,28 @@ def test_resume_refuses_other_data_other_batch_size_and_finished_runs(tmp_path):
     _run(tmp_path, "run", 1)
     last = tmp_path / "run" / "last.pt"
     with pytest.raises(vu.CheckpointError, match="other data"):
-        vu.train(vu.VAE(SMALL), _data(seed=1), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL),
+        vu.train(vu.VAE(SMALL), blob_data(seed=1), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL),
                  resume=last, progress=False)
     with pytest.raises(vu.CheckpointError, match="batch_size=16, not 8"):
-        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=2, batch_size=8, model=SMALL), resume=last,
+        vu.train(vu.VAE(SMALL), blob_data(), None, vu.TrainConfig(epochs=2, batch_size=8, model=SMALL), resume=last,
                  progress=False)
     with pytest.raises(ValueError, match="already trained 1 epochs"):
-        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=1, batch_size=16, model=SMALL), resume=last,
+        vu.train(vu.VAE(SMALL), blob_data(), None, vu.TrainConfig(epochs=1, batch_size=16, model=SMALL), resume=last,
                  progress=False)
     with pytest.raises(vu.CheckpointError, match="latent_dim"):
-        vu.train(vu.VAE(SMALL, latent_dim=5), _data(), None, vu.TrainConfig(epochs=2, batch_size=16), resume=last,
+        vu.train(vu.VAE(SMALL, latent_dim=5), blob_data(), None, vu.TrainConfig(epochs=2, batch_size=16), resume=last,
                  progress=False)
 
 
 def test_a_plain_saved_model_is_not_a_resumable_run(tmp_path):
     path = vu.save_checkpoint(vu.VAE(SMALL), tmp_path / "plain.pt")
     with pytest.raises(vu.CheckpointError, match="no training state"):
-        vu.train(vu.VAE(SMALL), _data(), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL), resume=path,
+        vu.train(vu.VAE(SMALL), blob_data(), None, vu.TrainConfig(epochs=2, batch_size=16, model=SMALL), resume=path,
                  progress=False)
 
 
 def test_skip_mode_drops_non_finite_batches_and_counts_them(tmp_path):
-    images = _data().images.clone()
+    images = blob_data().images.clone()
     ds = torch.utils.data.TensorDataset(images.float() / 255, torch.zeros(len(images)))
     ds.tensors[0][5, 0, 0, 0] = float("nan")  # one poisoned image: one bad batch per epoch
     gaussian = vu.VAEConfig(**{**SMALL.to_dict(), "likelihood": "gaussian"})  # no [0, 1] check to stop it first
@@ -128,11 +128,11 @@ def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
 KILLER = r"""
 import sys, torch, vae_utils as vu
 sys.path.insert(0, sys.argv[2])
-from test_training import SMALL, _data
+from conftest import SMALL, blob_data
 vu.set_seed(0)
 config = vu.TrainConfig(epochs=100000, batch_size=64, model=SMALL)
 print("ready", flush=True)
-vu.train(vu.VAE(SMALL), _data(64), None, config, out_dir=sys.argv[1], progress=False)
+vu.train(vu.VAE(SMALL), blob_data(64), None, config, out_dir=sys.argv[1], progress=False)
 """
 
 

@@ -1,28 +1,26 @@
 """vae_utils: a convolutional Variational Autoencoder (Kingma & Welling, 2013) for research notebooks."""
 from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import TrainConfig, VAEConfig
-from .classifier import FeatureClassifier, class_histogram, classifier_features, load_or_train_classifier
+from .config import ClassifierConfig, TrainConfig, VAEConfig
 from .data import DATASETS, ImageDataset, binarize, class_names, load_dataset
-from .diagnostics import LatentStats, active_units, latent_stats
-from .frechet import frechet_distance, precision_recall
+from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance,
+                       load_or_train_classifier, precision_recall)
 from .latent import interpolate, manifold_grid, pca_2d, slerp, traverse
-from .likelihood import iwae_nll, log_importance_weights
 from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
-from .metrics import evaluate
+from .metrics import (LatentStats, active_units, evaluate, evaluation_report, format_report, iwae_nll,
+                      latent_stats, log_importance_weights)
 from .model import VAE, VAEOutput
 from .plotting import (plot_class_histogram, plot_history, plot_kl_per_dim, plot_latent_projection, save_images,
                        show_images)
-from .report import evaluation_report
 from .repro import resolve_device, resolve_precision, set_seed
 from .training import NonFiniteLossError, TrainingInterrupted, train
 
 __all__ = [
-    "VAE", "VAEConfig", "VAEOutput", "TrainConfig",
+    "VAE", "VAEConfig", "VAEOutput", "TrainConfig", "ClassifierConfig",
     "vae_loss", "kl_divergence", "reconstruction_loss", "LossTerms",
     "load_dataset", "ImageDataset", "DATASETS", "binarize", "class_names",
     "train", "evaluate", "NonFiniteLossError", "TrainingInterrupted",
     "iwae_nll", "log_importance_weights", "latent_stats", "LatentStats", "active_units",
-    "frechet_distance", "precision_recall", "evaluation_report",
+    "frechet_distance", "precision_recall", "evaluation_report", "format_report",
     "FeatureClassifier", "load_or_train_classifier", "classifier_features", "class_histogram",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",

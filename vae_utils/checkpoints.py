@@ -1,34 +1,44 @@
-"""Checkpoints: one self-describing file (config + weights + training state), written atomically."""
+"""Checkpoints: one self-describing file (model family, config, weights, training state), written atomically."""
 from __future__ import annotations
 
 import os
+import pickle
 import platform
+import re
 import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 import torch
 import torchvision
-
-from .config import VAEConfig
-from .model import VAE
+from torch import nn
 
 FORMAT = "vae_utils.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 records the model family ("kind"); version 1 files hold a VAE
 PathLike = Union[str, Path]
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")  # .last.pt.<pid>.<random>.tmp
 
 
 class CheckpointError(ValueError):
     """A file that is not a readable vae_utils checkpoint, or one that does not fit the model."""
 
 
-def save_checkpoint(model: VAE, path: PathLike, **training_state: Any) -> Path:
-    """Atomically write the model, its config and any training state (optimizer, epoch, history, ...) to path."""
+def model_kinds() -> dict[str, type]:
+    """The model families a checkpoint can hold, by the `kind` it records."""
+    from .features import FeatureClassifier
+    from .model import VAE
+
+    return {cls.kind: cls for cls in (VAE, FeatureClassifier)}
+
+
+def save_checkpoint(model: nn.Module, path: PathLike, **training_state: Any) -> Path:
+    """Atomically write the model, its family and config, and any training state (optimizer, epoch, ...) to path."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "kind": model.kind,
         "model_config": model.config.to_dict(),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "manifest": manifest(),
@@ -39,13 +49,18 @@ def save_checkpoint(model: VAE, path: PathLike, **training_state: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     """torch.save to a temporary file beside path, fsync, then os.replace: a crash leaves the old file whole."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call write(f) on a temporary file beside path, fsync, then os.replace it over path; never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,49 +71,89 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the temporary files that killed processes left in folder (their writer is gone); return them."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TMP.match(tmp.name)
+        if match and not _alive(int(match["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
     """The checkpoint's contents, loaded without running code from the file (weights_only=True)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt zip, truncated file, or a pickle that wants to run code
-        raise CheckpointError(f"{path} is not a readable vae_utils checkpoint (it is corrupt, truncated, or holds "
-                              f"objects that would run code when loaded, which is refused): {err}") from err
+    except pickle.UnpicklingError as err:  # torch's text advises weights_only=False: never show it
+        raise CheckpointError(f"{path} holds objects that would run code when loaded ({_first_line(err)}); "
+                              "vae_utils refuses to load it: use a checkpoint written by vae_utils") from None
+    except Exception:  # a text file, a truncated zip, ...: torch raises anything from KeyError to RuntimeError
+        raise CheckpointError(f"{path} is not a readable vae_utils checkpoint: it is not a file written by "
+                              "torch.save, or it is corrupt or truncated; use another checkpoint (e.g. best.pt "
+                              "beside last.pt)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vae_utils checkpoint (no '{FORMAT}' marker); "
                               "load foreign state dicts with model.load_state_dict yourself")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}, newer than this vae_utils "
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path} has an invalid checkpoint format version {version!r}: the file is damaged")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version}, newer than this vae_utils "
                               f"supports ({FORMAT_VERSION}): upgrade vae_utils to read it")
+    payload.setdefault("kind", "vae")  # version 1 held VAEs only
     return payload
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[VAE] = None) -> VAE:
-    """A VAE rebuilt from the file alone (or `model`, if given and of the same architecture), in eval mode."""
-    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location, model)
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[nn.Module] = None,
+                    kind: Optional[str] = None) -> nn.Module:
+    """The model rebuilt from the file alone (or `model`, if given and of the same architecture), in eval mode.
+
+    The file names its family (`kind`, e.g. "vae"); pass `kind` to refuse files of another family.
+    """
+    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location, model, kind)
 
 
 def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location: Union[str, torch.device] = "cpu",
-                          model: Optional[VAE] = None) -> VAE:
-    """The VAE of an already read checkpoint (see load_checkpoint); path only names the file in errors."""
+                          model: Optional[nn.Module] = None, kind: Optional[str] = None) -> nn.Module:
+    """The model of an already read checkpoint (see load_checkpoint); path only names the file in errors."""
+    kinds = model_kinds()
+    saved_kind = payload.get("kind")
+    expected = kind or (model.kind if model is not None else None)
+    if saved_kind not in kinds:
+        raise CheckpointError(f"{path} holds a model of unknown kind {saved_kind!r}; known kinds are {sorted(kinds)}")
+    if expected is not None and saved_kind != expected:
+        raise CheckpointError(f"{path} holds a {saved_kind} checkpoint, not a {expected}: pass a {expected} "
+                              f"checkpoint (for a VAE, the last.pt or best.pt that training writes)")
+    cls = kinds[saved_kind]
     try:
-        config = VAEConfig.from_dict(payload["model_config"])
+        config = cls.config_class.from_dict(payload["model_config"], complete=True)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: the saved model config is invalid: {err}") from err
+        raise CheckpointError(f"{path}: the saved model config is invalid: {err}") from None
+    state = payload.get("model_state")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no model weights: the file is damaged")
+    with torch.device("meta"):  # shapes only, no memory: a forged config cannot allocate gigabytes
+        skeleton = cls(config)
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if shapes != {k: tuple(v.shape) for k, v in state.items()}:
+        raise CheckpointError(f"{path}: the weights do not fit the saved config {config}; the file is damaged "
+                              "or was edited")
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise CheckpointError(f"{path} holds NaN or infinite weights (saved from a diverged run): use an earlier "
+                              "checkpoint")
     if model is None:
-        model = VAE(config).to(map_location)
+        model = cls(config).to(map_location)
     elif model.config != config:
         saved, given = config.to_dict(), model.config.to_dict()
         diffs = [f"{k}: checkpoint {saved[k]!r}, model {given[k]!r}" for k in saved if saved[k] != given[k]]
         raise CheckpointError(f"{path} holds a different architecture than the model it is loaded into: "
                               + "; ".join(diffs) + ". Use vae_utils.load_checkpoint(path) to rebuild the saved one")
-    try:
-        model.load_state_dict(payload["model_state"])
-    except (KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: the weights do not fit the saved config: {err}") from err
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -130,6 +185,22 @@ def _git_commit() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _first_line(err: BaseException) -> str:
+    """The line of torch's unpickling error that names what was refused, without its advice."""
+    lines = [line.strip() for line in str(err).splitlines() if "Unsupported" in line or "load key" in line]
+    return (lines[0].replace("WeightsUnpickler error: ", "") if lines else "an unsupported object")[:200]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -1,20 +1,29 @@
-"""Command line: `python -m vae_utils train|evaluate ...`, the notebook's pipeline for terminals and batch jobs."""
+"""Command line: `python -m vae_utils train|evaluate|classifier ...`, the notebook's pipeline for terminals and jobs.
+
+stdout carries only the JSON result; progress, reports and notes go to stderr.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig, VAEConfig
-from .checkpoints import load_checkpoint, read_checkpoint
-from .classifier import load_or_train_classifier
 from .data import binarize, canonical_name, load_dataset
+from .features import (cache_dir, default_classifier_path, file_sha256, load_or_train_classifier,
+                       train_classifier)
+from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
 from .model import VAE
-from .report import evaluation_report
 from .repro import resolve_device, set_seed
-from .training import TrainingInterrupted, train
+from .training import NonFiniteLossError, TrainingInterrupted, train
+
+# train flags that map onto TrainConfig fields; None = not given (a new run takes the default, a resumed run its own)
+TRAIN_FLAGS = ("dataset", "batch_size", "lr", "beta", "seed", "precision", "subset", "kl_warmup_epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,35 +32,39 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train a VAE; writes last.pt, best.pt and metrics.json into --out")
     d = TrainConfig()
-    t.add_argument("--dataset", default=d.dataset, help="fashion-mnist (default) or mnist")
+    t.add_argument("--dataset", help="fashion-mnist (default) or mnist")
     t.add_argument("--data-dir", default=None, help="where the IDX files are kept (default: $VAE_DATA_DIR or ~/.cache/vae_utils/data)")
-    t.add_argument("--out", required=True, type=Path, help="output folder for checkpoints and metrics.json")
-    t.add_argument("--epochs", type=int, default=d.epochs, help="total epochs (with --resume: until this epoch)")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--beta", type=float, default=d.beta, help="KL weight; 1 = vanilla VAE")
-    t.add_argument("--latent-dim", type=int, default=d.model.latent_dim)
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"))
-    t.add_argument("--subset", type=int, default=None, help="train on the first N training images")
-    t.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (e.g. OUT/last.pt)")
-    t.add_argument("--kl-warmup-epochs", type=int, default=d.kl_warmup_epochs, help="beta rises from 0 over N epochs")
-    t.add_argument("--binarized", action="store_true",
+    t.add_argument("--out", required=True, help="output folder for checkpoints and metrics.json")
+    t.add_argument("--epochs", type=int, help=f"total epochs (default {d.epochs}; with --resume: the run's own)")
+    t.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    t.add_argument("--lr", type=float, help=f"peak learning rate, default {d.lr}")
+    t.add_argument("--beta", type=float, help="KL weight; 1 (default) = vanilla VAE")
+    t.add_argument("--latent-dim", type=int, help=f"default {d.model.latent_dim}")
+    t.add_argument("--seed", type=int, help=f"default {d.seed}")
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
+    t.add_argument("--subset", type=int, help="train on the first N training images")
+    t.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (e.g. OUT/last.pt); "
+                   "settings come from it, and flags that differ from them are refused")
+    t.add_argument("--overwrite", action="store_true", help="replace the run that --out already holds")
+    t.add_argument("--kl-warmup-epochs", type=int, help="beta rises from 0 over N epochs")
+    t.add_argument("--binarized", action="store_true", default=None,
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = commands.add_parser("evaluate", help="print -ELBO, IWAE NLL, bits/dim, KL, active units, Fréchet distance "
                                              "as JSON")
     e.add_argument("checkpoint", type=Path)
-    e.add_argument("--iwae-k", type=int, default=100, help="importance samples per test image (papers: 5000)")
+    e.add_argument("--iwae-k", type=int, default=100, help=f"importance samples per test image (papers: 5000; at "
+                                                            f"most {MAX_IWAE_K:,})")
     e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
     e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--subset", type=int, default=None, help="score the first N test images only")
-    e.add_argument("--samples", type=int, default=10_000, help="samples for the Fréchet distance")
+    e.add_argument("--samples", type=int, default=10_000, help=f"samples for the Fréchet distance (at most "
+                                                               f"{MAX_SAMPLES:,})")
     e.add_argument("--classifier", type=Path, default=None,
-                   help="feature classifier weights (default saved_models/classifier-DATASET.pt; trained if absent)")
+                   help="feature classifier (default: your cache's, else the one shipped with vae_utils)")
     e.add_argument("--device", default="auto")
     e.add_argument("--seed", type=int, default=0)
 
@@ -59,27 +72,52 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", default="fashion-mnist")
     c.add_argument("--data-dir", default=None)
     c.add_argument("--epochs", type=int, default=3)
-    c.add_argument("--out", type=Path, default=None, help="default saved_models/classifier-DATASET.pt")
+    c.add_argument("--out", type=Path, default=None, help="default: ~/.cache/vae_utils/classifiers/ "
+                                                          "($VAE_CACHE_DIR), where evaluate looks first")
     c.add_argument("--device", default="auto")
     return parser
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's TrainConfig: a new run's defaults, or the resumed run's own settings, with the flags given."""
+    given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    if args.binarized:
+        given["binarize"] = True
+    if args.resume is None:
+        model = VAEConfig(**({} if args.latent_dim is None else {"latent_dim": args.latent_dim}))
+        return TrainConfig(**given, epochs=TrainConfig.epochs if args.epochs is None else args.epochs, device=args.device or "auto",
+                           model=model)
+    saved = read_checkpoint(args.resume)
+    try:
+        config = TrainConfig.from_dict(saved["train_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{args.resume} holds no usable training config ({err}): it cannot be resumed") from None
+    model = config.model if args.latent_dim is None else replace(config.model, latent_dim=args.latent_dim)
+    return replace(config, **given, epochs=config.epochs if args.epochs is None else args.epochs, device=args.device or config.device,
+                   model=model)
+
+
 def run_train(args: argparse.Namespace) -> dict:
     """Train as the notebook does and write OUT/metrics.json; return the metrics."""
-    model_config = VAEConfig(latent_dim=args.latent_dim)
-    if args.resume is not None:  # the architecture comes from the run being continued
-        model_config = VAEConfig.from_dict(read_checkpoint(args.resume)["model_config"])
-    config = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         beta=args.beta, seed=args.seed, device=args.device, precision=args.precision,
-                         subset=args.subset, kl_warmup_epochs=args.kl_warmup_epochs, binarize=args.binarized,
-                         model=model_config)
+    if not args.out.strip():
+        raise ValueError("--out is empty: name an output folder")
+    out = Path(args.out)
+    config = train_config(args)
     train_ds = load_dataset(config.dataset, "train", root=args.data_dir)
     test_ds = load_dataset(config.dataset, "test", root=args.data_dir)
-    if args.binarized:
+    if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     set_seed(config.seed)
     model = VAE(config.model)
-    history = train(model, train_ds, test_ds, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
+    finished = _finished_history(args.resume, config) if args.resume is not None else None
+    if finished is not None:  # killed after its last checkpoint: repair metrics.json instead of training
+        print(f"{args.resume} has already trained {len(finished)} epochs; writing {out / 'metrics.json'} from it",
+              file=sys.stderr)
+        history = finished
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
+            history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume,
+                            overwrite=args.overwrite, progress=not args.quiet)
     last = history[-1]
     metrics = {
         "test_neg_elbo": last["test_neg_elbo"],
@@ -90,57 +128,78 @@ def run_train(args: argparse.Namespace) -> dict:
         "config": config.to_dict(),
         "history": history,
     }
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     return metrics
 
 
 def run_evaluate(args: argparse.Namespace) -> dict:
     """Score a checkpoint on the test split; return the report (also printed as JSON by main)."""
+    _check_range(args.iwae_k, "--iwae-k", 1, MAX_IWAE_K)
+    _check_range(args.samples, "--samples", PR_K + 1, MAX_SAMPLES)
+    if args.subset is not None:
+        _check_range(args.subset, "--subset", PR_K + 1, 10**9)
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, map_location=device)
-    saved = read_checkpoint(args.checkpoint).get("train_config") or {}
-    dataset = args.dataset or saved.get("dataset", "fashion-mnist")
+    saved = read_checkpoint(args.checkpoint, map_location=device)
+    model = model_from_checkpoint(saved, args.checkpoint, device, kind=VAE.kind)
+    dataset = canonical_name(args.dataset or (saved.get("train_config") or {}).get("dataset", "fashion-mnist"))
     train_ds = load_dataset(dataset, "train", root=args.data_dir)
-    grey_test = load_dataset(dataset, "test", root=args.data_dir, subset=args.subset)
+    full_test = load_dataset(dataset, "test", root=args.data_dir)
+    grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
-    classifier_path = args.classifier or Path("saved_models") / f"classifier-{canonical_name(dataset)}.pt"
-    classifier, accuracy = load_or_train_classifier(classifier_path, train_ds, load_dataset(dataset, "test",
-                                                    root=args.data_dir), device=device)
+    classifier_path = args.classifier or default_classifier_path(dataset)
+    classifier, accuracy = load_or_train_classifier(classifier_path, train_ds, full_test, device=device)
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test)
-    return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized,
-            "n_test": len(test_ds), **report, "classifier": str(classifier_path),
+    print(format_report(report), file=sys.stderr)
+    return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report,
+            "classifier": str(classifier_path), "classifier_sha256": file_sha256(classifier_path),
             "classifier_test_accuracy": accuracy}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:
-    """Train the feature classifier anew and cache it; return its path and test accuracy."""
+    """Train the feature classifier anew and save it atomically; return its path and test accuracy."""
     dataset = canonical_name(args.dataset)
-    out = args.out or Path("saved_models") / f"classifier-{dataset}.pt"
-    out.unlink(missing_ok=True)
-    _, accuracy = load_or_train_classifier(out, load_dataset(dataset, "train", root=args.data_dir),
-                                           load_dataset(dataset, "test", root=args.data_dir),
-                                           device=resolve_device(args.device), epochs=args.epochs)
+    out = args.out or cache_dir() / "classifiers" / f"classifier-{dataset}.pt"
+    _check_range(args.epochs, "--epochs", 1, 1000)
+    model, accuracy = train_classifier(load_dataset(dataset, "train", root=args.data_dir),
+                                       load_dataset(dataset, "test", root=args.data_dir), epochs=args.epochs,
+                                       device=resolve_device(args.device))
+    save_checkpoint(model, out, test_accuracy=accuracy, epochs=args.epochs, dataset=dataset)
     return {"classifier": str(out), "dataset": dataset, "epochs": args.epochs, "test_accuracy": accuracy}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; bad input exits with status 2 and a one-line message."""
+    """Entry point; bad input exits with status 2 and a one-line message, a diverged run with status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands = {"train": run_train, "evaluate": run_evaluate, "classifier": run_classifier}
     try:
-        if args.command == "train":
-            metrics = run_train(args)
-            print(json.dumps({k: v for k, v in metrics.items() if k not in ("config", "history")}, indent=2))
-        elif args.command == "evaluate":
-            print(json.dumps(run_evaluate(args), indent=2))
-        elif args.command == "classifier":
-            print(json.dumps(run_classifier(args), indent=2))
-    except (ValueError, OSError) as err:  # bad input, missing data, unwritable output: one clear line
-        parser.exit(2, f"error: {err}\n")
+        result = commands[args.command](args)
+    except (ValueError, OSError) as err:  # bad input, missing data, unwritable output, a bad checkpoint
+        parser.exit(2, f"error: {_one_line(err)}\n")
+    except NonFiniteLossError as err:
+        parser.exit(1, f"error: {_one_line(err)}\n")
     except TrainingInterrupted as err:
         parser.exit(130, f"{err}\n")
+    if args.command == "train":
+        result = {k: v for k, v in result.items() if k not in ("config", "history")}
+    print(json.dumps(result, indent=2))
     return 0
+
+
+def _finished_history(resume: Path, config: TrainConfig) -> Optional[list]:
+    """The resumed checkpoint's history when it already reaches config.epochs (nothing left to train)."""
+    history = read_checkpoint(resume).get("history") or []
+    return history if history and len(history) == config.epochs else None
+
+
+def _check_range(value: int, flag: str, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{flag} {value}: expected a number from {low:,} to {high:,}")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

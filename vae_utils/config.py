@@ -49,9 +49,9 @@ class VAEConfig:
         return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VAEConfig":
-        """Inverse of `to_dict`; unknown keys are an error."""
-        return _from_dict(cls, data)
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "VAEConfig":
+        """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True."""
+        return _from_dict(cls, data, complete)
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,41 @@ class TrainConfig:
         return {**asdict(self), "model": self.model.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys are an error."""
-        return _from_dict(cls, data)
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "TrainConfig":
+        """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True."""
+        return _from_dict(cls, data, complete)
 
 
-def _from_dict(cls, data: dict[str, Any]):
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Architecture of the feature classifier behind the Fréchet distance; saved inside its checkpoint."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    n_classes: int = 10  # labels of the data set it is trained on
+
+    def __post_init__(self) -> None:
+        _check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        _check_int(self.n_classes, "n_classes", 2, 100_000)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and `torch.load(weights_only=True)` safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "ClassifierConfig":
+        """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True."""
+        return _from_dict(cls, data, complete)
+
+
+def _from_dict(cls, data: dict[str, Any], complete: bool = False):
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown, missing = sorted(set(data) - known), sorted(known - set(data))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+    if complete and missing:
+        raise ValueError(f"{cls.__name__}: missing field(s) {missing}")
     return cls(**data)
 
 

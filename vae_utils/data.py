@@ -30,7 +30,7 @@ HOW_TO_GET = {
 
 def default_root() -> Path:
     """Where data is kept unless a root is given: $VAE_DATA_DIR, else ~/.cache/vae_utils/data."""
-    return Path(os.environ.get("VAE_DATA_DIR", Path.home() / ".cache" / "vae_utils" / "data"))
+    return Path(os.environ.get("VAE_DATA_DIR") or Path.home() / ".cache" / "vae_utils" / "data")
 
 
 class ImageDataset(Dataset):
@@ -58,8 +58,11 @@ class ImageDataset(Dataset):
         """The first n images (all of them when n is None)."""
         if n is None:
             return self
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"subset={n!r}: expected a positive number of images")
+        if n > len(self):
+            raise ValueError(f"subset={n} but {self.name} holds {len(self)} images: pass at most {len(self)}, "
+                             "or no subset for all of them")
         return ImageDataset(self.images[:n], self.labels[:n], self.name)
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import VAEOutput
+from .config import LIKELIHOODS
 
 
 class LossTerms(NamedTuple):
@@ -19,11 +19,16 @@ class LossTerms(NamedTuple):
     kl: Tensor
 
 
-def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per image, summed over latent dims: (B,) in nats."""
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each latent dimension: (B, latent_dim) in nats."""
     # Kingma & Welling (2013), Appendix B: -KL = 1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)
     mu, logvar = mu.float(), logvar.float()  # accumulate in fp32 under autocast
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per image, summed over latent dims: (B,) in nats."""
+    return kl_per_dim(mu, logvar).sum(dim=1)
 
 
 def check_unit_range(x: Tensor) -> None:
@@ -38,6 +43,9 @@ def reconstruction_loss(
     x_logits: Tensor, x: Tensor, likelihood: str = "bernoulli", gaussian_std: float = 0.1, check_range: bool = True
 ) -> Tensor:
     """-log p(x|z) per image, summed over pixels: (B,) in nats."""
+    if not isinstance(x_logits, Tensor) or not isinstance(x, Tensor):
+        raise ValueError(f"expected two tensors (logits, images), got {type(x_logits).__name__} and "
+                         f"{type(x).__name__}")
     if x_logits.shape != x.shape:
         raise ValueError(f"x_logits has shape {tuple(x_logits.shape)} but x has {tuple(x.shape)}")
     x_logits, x = x_logits.float(), x.float()
@@ -50,12 +58,25 @@ def reconstruction_loss(
         # N(x; sigmoid(logits), std^2): a scaled squared error plus the normalising constant.
         nll = 0.5 * ((x - torch.sigmoid(x_logits)) / gaussian_std).pow(2) + math.log(gaussian_std * math.sqrt(2 * math.pi))
     else:
-        raise ValueError(f"likelihood={likelihood!r} is not allowed: expected 'bernoulli' or 'gaussian'")
+        raise ValueError(f"likelihood={likelihood!r} is not allowed: expected one of {LIKELIHOODS}")
     return nll.flatten(1).sum(dim=1)
 
 
-def vae_loss(out: VAEOutput, x: Tensor, beta: float = 1.0, check_range: bool = True) -> LossTerms:
-    """Negative ELBO (beta-weighted KL) for one batch, as batch means of per-image nats."""
-    recon = reconstruction_loss(out.x_logits, x, out.likelihood, out.gaussian_std, check_range).mean()
+def vae_loss(out, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli", gaussian_std: float = 0.1,
+             check_range: bool = True) -> LossTerms:
+    """Negative ELBO (beta-weighted KL) of a VAEOutput for images x, as batch means of per-image nats."""
+    if not all(hasattr(out, name) for name in ("x_logits", "mu", "logvar")):
+        raise ValueError(f"vae_loss expects the VAEOutput of model(x), got {type(out).__name__}; "
+                         "or call model.loss(x)")
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta={beta!r} is not allowed: expected a finite number >= 0")
+    recon = reconstruction_loss(out.x_logits, x, likelihood, gaussian_std, check_range).mean()
     kl = kl_divergence(out.mu, out.logvar).mean()
     return LossTerms(recon + beta * kl, recon, kl)
+
+
+def kl_warmup_factor(epochs_done: float, warmup_epochs: int) -> float:
+    """Linear KL warm-up (Bowman et al., 2016; Sønderby et al., 2016): 0 at the start, 1 after warmup_epochs."""
+    if warmup_epochs == 0:
+        return 1.0
+    return min(1.0, epochs_done / warmup_epochs)

@@ -1,32 +1,204 @@
-"""Evaluation: the single-sample negative ELBO and its terms over a whole data set."""
+"""Evaluation in nats per image: the -ELBO, the importance-weighted NLL, latent statistics, and the full report."""
 from __future__ import annotations
 
+import math
+from typing import Iterator, NamedTuple, Optional
+
 import torch
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .data import ImageDataset, iterate_batches
-from .losses import kl_divergence, reconstruction_loss
+from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
+from .losses import kl_per_dim, reconstruction_loss
 from .model import VAE
+
+LOG_2PI = math.log(2 * math.pi)
+MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
+MAX_SAMPLES = 100_000  # samples held in memory for the Fréchet distance
+PR_K = 3  # neighbours of improved precision/recall (Kynkäänniemi et al., 2019)
+NOISY_BELOW = 1_000  # fewer images than this make Fréchet distance and precision/recall noisy
+
+
+def model_batches(model: nn.Module, dataset: Dataset, batch_size: int) -> Iterator[Tensor]:
+    """Float batches of dataset on the model's device, the model in eval mode meanwhile (restored afterwards)."""
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    was_training = model.training
+    model.eval()
+    try:
+        yield from iterate_batches(dataset, batch_size, _device(model))
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
-def evaluate(model: VAE, dataset: Dataset, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
-    """neg_elbo, recon and kl in nats per image, averaged over the data set (one z per image, fixed seed)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)  # same noise every call: comparable numbers
-    recon_sum = kl_sum = torch.zeros((), dtype=torch.float64, device=device)
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The model's loss terms averaged over the data set, one z per image with a fixed seed (nats per image).
+
+    For a VAE: neg_elbo (beta = 1, whatever beta it was trained with), recon and kl.
+    """
+    generator = torch.Generator(device=_device(model)).manual_seed(seed)  # same noise every call
+    check_range = not isinstance(dataset, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
+    sums: dict[str, Tensor] = {}
     n = 0
-    for x in iterate_batches(dataset, batch_size, device):
-        out = model(x, generator=generator)
-        recon = reconstruction_loss(out.x_logits, x, out.likelihood, out.gaussian_std,
-                                    check_range=not isinstance(dataset, ImageDataset))
-        recon_sum = recon_sum + recon.double().sum()
-        kl_sum = kl_sum + kl_divergence(out.mu, out.logvar).double().sum()
+    for x in model_batches(model, dataset, batch_size):
+        terms = model.loss(x, generator=generator, check_range=check_range)
+        for name, value in terms._asdict().items():
+            sums[name] = sums.get(name, 0) + value.detach().double() * len(x)
+        n += len(x)
+    return {("neg_elbo" if name == "total" else name): value.item() / n for name, value in sums.items()}
+
+
+def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[torch.Generator] = None,
+                           chunk_images: int = 2048, check_range: bool = True) -> Tensor:
+    """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats."""
+    mu, logvar = model.encode(x)  # (B, D)
+    mu, logvar = mu.float(), logvar.float()
+    B, D = mu.shape
+    chunk = max(1, min(k, chunk_images // max(B, 1)))  # samples per decoder pass, to bound memory
+    out = torch.empty(B, k, device=mu.device)
+    cfg = model.config
+    noise = torch.randn((B, k, D), generator=generator, device=mu.device)  # drawn at once: chunking changes nothing
+    for first in range(0, k, chunk):
+        c = min(chunk, k - first)
+        eps = noise[:, first:first + c]  # (B, c, D)
+        z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
+        log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)  # (B, c)
+        log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (B, c)
+        logits = model.decode_logits(z.reshape(B * c, D))  # (B*c, C, H, W)
+        target = x.unsqueeze(1).expand(B, c, *x.shape[1:]).reshape(B * c, *x.shape[1:])
+        log_px = -reconstruction_loss(logits, target, cfg.likelihood, cfg.gaussian_std, check_range).view(B, c)
+        out[:, first:first + c] = log_px + log_prior - log_q
+    return out
+
+
+@torch.no_grad()
+def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 20, seed: int = 0) -> dict[str, float]:
+    """-log p(x) estimated with k importance samples, averaged over the data set: nats per image and bits/dim.
+
+    log p(x) >= E[log (1/k) sum_i w_i] (Burda et al., 2015, Eq. 8), computed with logsumexp; k=1 is the ELBO,
+    and the bound tightens as k grows.
+    """
+    _check_count(k, "k", 1, MAX_IWAE_K, "importance samples")
+    generator = torch.Generator(device=_device(model)).manual_seed(seed)
+    total, n = torch.zeros((), dtype=torch.float64, device=_device(model)), 0
+    for x in model_batches(model, dataset, batch_size):
+        log_w = log_importance_weights(model, x, k, generator, check_range=not isinstance(dataset, ImageDataset))
+        total += (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).sum()
         n += x.shape[0]
-    model.train(was_training)
-    if n == 0:
-        raise ValueError("cannot evaluate on an empty data set")
-    recon, kl = recon_sum.item() / n, kl_sum.item() / n
-    return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+    nll = -total.item() / n
+    dims = math.prod(model.image_shape)
+    return {"iwae_nll": nll, "iwae_k": k, "bits_per_dim": nll / (dims * math.log(2))}
+
+
+class LatentStats(NamedTuple):
+    """Posterior means over a data set and what they say about each latent dimension."""
+
+    mu: Tensor  # (N, D) posterior means
+    kl_per_dim: Tensor  # (D,) KL(q(z_d|x) || N(0, 1)) averaged over the data, nats
+    activity: Tensor  # (D,) variance over the data of the posterior mean, Cov_x(E_q[z_d])
+    active: Tensor  # (D,) bool: activity > threshold
+
+
+@torch.no_grad()
+def latent_stats(model: VAE, dataset: Dataset, threshold: float = 0.01, batch_size: int = 1000) -> LatentStats:
+    """Per-dimension KL and activity; a unit is active when its activity exceeds threshold (0.01 in Burda et al.)."""
+    mus, kl_sum = [], 0
+    for x in model_batches(model, dataset, batch_size):
+        mu, logvar = model.encode(x)
+        kl_sum = kl_sum + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
+        mus.append(mu.float().cpu())
+    mu = torch.cat(mus)
+    n = len(mu)
+    activity = mu.double().var(dim=0, unbiased=False) if n > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
+    return LatentStats(mu, (kl_sum / n).cpu(), activity, activity > threshold)
+
+
+def active_units(model: VAE, dataset: Dataset, threshold: float = 0.01) -> int:
+    """Number of latent dimensions whose posterior mean varies over the data by more than threshold."""
+    return int(latent_stats(model, dataset, threshold).active.sum())
+
+
+@torch.no_grad()
+def evaluation_report(model: VAE, test_data: ImageDataset, train_data: Optional[ImageDataset] = None,
+                      classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
+                      seed: int = 0, real_test: Optional[ImageDataset] = None) -> dict:
+    """-ELBO, IWAE NLL (nats, bits/dim), KL, active units; with a classifier also Fréchet distances,
+    precision/recall and the class histogram of samples. All on test_data; train_data gives the floor.
+
+    real_test (default test_data) is what samples are compared with: the grey-level test images when
+    test_data is a binarized copy, since the decoder's means are grey levels too. Sizes are checked before any
+    work; `notes` says which figures are too noisy to mean much.
+    """
+    real_test = test_data if real_test is None else real_test
+    _check_count(iwae_k, "iwae_k", 1, MAX_IWAE_K, "importance samples")
+    notes = []
+    if classifier is not None:
+        _check_count(n_samples, "n_samples", PR_K + 1, MAX_SAMPLES, "samples")
+        _check_count(len(real_test), "test images", PR_K + 1, math.inf, "images for precision/recall")
+        if min(len(real_test), n_samples) < NOISY_BELOW:
+            notes.append(f"Fréchet distance and precision/recall from {min(len(real_test), n_samples)} images are "
+                         f"noisy and biased (use at least {NOISY_BELOW:,}): compare them only between runs of the "
+                         "same size")
+    report = dict(evaluate(model, test_data, seed=seed))
+    report.update(iwae_nll(model, test_data, k=iwae_k, seed=seed))
+    stats = latent_stats(model, test_data)
+    report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
+                  kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()], n_test=len(test_data))
+    if classifier is not None:
+        report.update(_sample_quality(model, classifier, real_test, train_data, n_samples, seed))
+    report["notes"] = notes
+    return report
+
+
+def _sample_quality(model: VAE, classifier: FeatureClassifier, real_test: ImageDataset,
+                    train_data: Optional[ImageDataset], n_samples: int, seed: int) -> dict:
+    """Fréchet distances, precision/recall and the class histogram of n_samples samples against real_test."""
+    generator = torch.Generator(device=_device(model)).manual_seed(seed)
+    samples = torch.cat([model.sample(min(1000, n_samples - i), generator=generator).cpu()
+                         for i in range(0, n_samples, 1000)])
+    reconstructions = torch.cat([model.reconstruct(x).cpu() for x in model_batches(model, real_test, 1000)])
+    real = classifier_features(classifier, real_test)
+    fake = classifier_features(classifier, samples)
+    result = {
+        "frechet_distance": frechet_distance(fake, real),
+        "frechet_distance_reconstructions": frechet_distance(classifier_features(classifier, reconstructions), real),
+        "n_samples": n_samples,
+        "sample_class_histogram": [round(v, 4) for v in class_histogram(classifier, samples).tolist()],
+    }
+    if train_data is not None:
+        floor = classifier_features(classifier, train_data.subset(min(len(train_data), len(real_test))))
+        result["frechet_distance_floor"] = frechet_distance(floor, real)
+    m = min(5000, len(real), len(fake))
+    result["precision"], result["recall"] = precision_recall(real[:m], fake[:m], k=PR_K)
+    return result
+
+
+def format_report(report: dict) -> str:
+    """The report as the few lines a reader looks at: bounds in nats and bits/dim, collapse, sample quality."""
+    lines = [f"on {report['n_test']:,} test images:",
+             f"  -ELBO (k=1)          {report['neg_elbo']:8.2f} nats   (recon {report['recon']:.2f} + KL "
+             f"{report['kl']:.2f})",
+             f"  IWAE NLL (k={report['iwae_k']}){' ' * max(1, 8 - len(str(report['iwae_k'])))}"
+             f"{report['iwae_nll']:8.2f} nats = {report['bits_per_dim']:.4f} bits/dim",
+             f"  active units         {report['active_units']:8d} of {report['latent_dim']}"]
+    if "frechet_distance" in report:
+        floor = report.get("frechet_distance_floor")
+        lines.append(f"  Fréchet distance     {report['frechet_distance']:8.2f} samples, "
+                     f"{report['frechet_distance_reconstructions']:.2f} reconstructions"
+                     + ("" if floor is None else f", {floor:.2f} real train vs test (floor)"))
+        lines.append(f"  precision / recall   {report['precision']:8.3f} / {report['recall']:.3f}   "
+                     f"({report['n_samples']:,} samples)")
+    lines += [f"  note: {note}" for note in report.get("notes", [])]
+    return "\n".join(lines)
+
+
+def _check_count(value, name: str, low: int, high: float, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        bound = f"from {low:,} to {high:,}" if math.isfinite(high) else f"at least {low:,}"
+        raise ValueError(f"{name}={value!r}: expected {bound} {what}")
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -6,7 +6,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from .config import VAEConfig
+from .config import TrainConfig, VAEConfig
+from .losses import LossTerms, kl_warmup_factor, vae_loss
 
 
 class VAEOutput(NamedTuple):
@@ -16,8 +17,6 @@ class VAEOutput(NamedTuple):
     mu: Tensor  # (B, latent_dim) posterior mean
     logvar: Tensor  # (B, latent_dim) posterior log-variance
     z: Tensor  # (B, latent_dim) one reparameterized sample
-    likelihood: str = "bernoulli"  # how vae_loss scores x_logits against x
-    gaussian_std: float = 0.1  # std of the Gaussian likelihood (unused for Bernoulli)
 
 
 def feature_sizes(image_size: int, n_layers: int) -> list[int]:
@@ -75,6 +74,9 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
+    kind = "vae"  # the family name checkpoints record (see checkpoints.MODEL_KINDS)
+    config_class = VAEConfig
+
     def __init__(self, config: Optional[VAEConfig] = None, **overrides) -> None:
         super().__init__()
         if config is None:
@@ -104,8 +106,10 @@ class VAE(nn.Module):
             want = "(B, {}, {}, {})".format(*self.image_shape)
             raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
                              "build the VAE with matching in_channels/image_size or resize the data")
-        if not x.is_floating_point():
-            raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype}; divide uint8 images by 255")
+        want = next(self.parameters()).dtype
+        if x.dtype != want:
+            hint = "divide uint8 images by 255" if not x.is_floating_point() else f"convert them with x.to({want})"
+            raise ValueError(f"expected {want} images in [0, 1] (the model's dtype), got dtype {x.dtype}; {hint}")
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (B, latent_dim), for images x (B, C, H, W) in [0, 1]."""
@@ -131,8 +135,18 @@ class VAE(nn.Module):
         """Encode, sample one z per image, decode: everything `vae_loss` needs."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)
+        return VAEOutput(self.decoder(z), mu, logvar, z)
+
+    def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
+             generator: Optional[torch.Generator] = None, check_range: bool = True) -> LossTerms:
+        """Negative ELBO of images x, batch means in nats per image: LossTerms(total, recon, kl).
+
+        With a training config the KL is weighted by config.beta times the KL warm-up factor after
+        `epochs_done` (fractional) epochs; without one it is the plain ELBO (beta = 1), as evaluation scores it.
+        """
+        beta = 1.0 if config is None else config.beta * kl_warmup_factor(epochs_done, config.kl_warmup_epochs)
         c = self.config
-        return VAEOutput(self.decoder(z), mu, logvar, z, c.likelihood, c.gaussian_std)
+        return vae_loss(self(x, generator), x, beta, c.likelihood, c.gaussian_std, check_range)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

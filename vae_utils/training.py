@@ -2,27 +2,35 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
-from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import (CheckpointError, manifest, model_from_checkpoint, read_checkpoint, remove_stale_temporaries,
+                          save_checkpoint)
 from .config import TrainConfig
 from .data import ImageDataset, dataset_checksum, dataset_image_shape, iterate_batches
-from .losses import vae_loss
 from .metrics import evaluate
-from .model import VAE
-from .repro import autocast, get_rng_state, resolve_device, resolve_precision, set_rng_state
+from .repro import autocast, get_rng_state, resolve_device, resolve_precision, set_rng_state, set_seed
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, one run per folder is then the user's care
+    fcntl = None
 
 History = list[dict[str, float]]
+CHANGEABLE_ON_RESUME = ("epochs", "device")  # every other TrainConfig field must match the run being continued
 
 
 class NonFiniteLossError(RuntimeError):
@@ -33,126 +41,211 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped training between two steps; the message says how to resume."""
 
 
+@dataclass
+class RunState:
+    """Where a run stands: with the model, optimizer and random states, all a checkpoint needs to continue it."""
+
+    epoch: int = 1  # the epoch being trained (1-based)
+    step: int = 0  # steps of this epoch already taken
+    history: History = field(default_factory=list)  # one record per finished epoch
+    order_state: Optional[Tensor] = None  # the data-order generator's state at the start of this epoch
+    sums: dict[str, Tensor] = field(default_factory=dict)  # this epoch's loss terms summed over images (float64)
+    images: int = 0  # images this epoch's sums cover
+    seconds: float = 0.0  # training seconds of this epoch so far
+    skipped: int = 0  # non-finite steps dropped this epoch (on_nonfinite="skip")
+
+    def add(self, terms, n: int) -> None:
+        """Accumulate a batch's loss terms (batch means) over its n images, without a host sync."""
+        for name, value in terms._asdict().items():
+            self.sums[name] = self.sums.get(name, 0) + value.detach().double() * n
+        self.images += n
+
+    def finish_epoch(self, next_order_state: Tensor) -> dict[str, float]:
+        """The epoch's training record; the state moves to the start of the next epoch."""
+        n = max(self.images, 1)
+        record = {"epoch": self.epoch, **{_train_key(k): v.item() / n for k, v in self.sums.items()},
+                  "train_seconds": self.seconds, "skipped_steps": self.skipped}
+        self.history.append(record)
+        self.epoch, self.step, self.order_state = self.epoch + 1, 0, next_order_state
+        self.sums, self.images, self.seconds, self.skipped = {}, 0, 0.0, 0
+        return record
+
+    def to_checkpoint(self) -> dict:
+        """The resume keys, in one place (read back by `from_checkpoint`)."""
+        return {"position": {"epoch": self.epoch, "step": self.step}, "history": self.history,
+                "epoch_order_state": self.order_state,
+                "partial_sums": {k: v.item() for k, v in self.sums.items()}, "partial_images": self.images,
+                "partial_seconds": self.seconds, "partial_skipped": self.skipped}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, device: torch.device) -> "RunState":
+        """The run state saved by `to_checkpoint`."""
+        sums = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in state["partial_sums"].items()}
+        return cls(epoch=state["position"]["epoch"], step=state["position"]["step"], history=list(state["history"]),
+                   order_state=state["epoch_order_state"], sums=sums, images=state["partial_images"],
+                   seconds=state["partial_seconds"], skipped=state["partial_skipped"])
+
+    @property
+    def best(self) -> float:
+        """Lowest test -ELBO so far (inf when none)."""
+        return min((h["test_neg_elbo"] for h in self.history if "test_neg_elbo" in h), default=math.inf)
+
+
+@dataclass
+class _Run:
+    """What one call of `train` works with; `checkpoint()` gathers it for the file."""
+
+    model: nn.Module
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    state: RunState
+    device: torch.device
+    precision: str
+    checksum: Optional[str]
+    steps_per_epoch: int
+    out_dir: Optional[Path]
+
+    def checkpoint(self) -> dict:
+        return dict(optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+                    train_config=self.config.to_dict(), rng_state=get_rng_state(), data_checksum=self.checksum,
+                    manifest={**manifest(), "data_sha256": self.checksum}, **self.state.to_checkpoint())
+
+    def save(self, name: str) -> Path:
+        return save_checkpoint(self.model, self.out_dir / name, **self.checkpoint())
+
+
 def train(
-    model: VAE,
+    model: nn.Module,
     train_data: Dataset,
     test_data: Optional[Dataset] = None,
     config: Optional[TrainConfig] = None,
     *,
     out_dir: Union[str, Path, None] = None,
     resume: Union[str, Path, None] = None,
+    overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict[str, float]], None]] = None,
 ) -> History:
-    """Train with Adam on the negative ELBO; return one record per epoch (losses in nats per image).
+    """Train with Adam on the model's loss; return one record per epoch (losses in nats per image).
 
-    With `out_dir`, `last.pt` is written atomically after every epoch (and on Ctrl-C/SIGTERM) and `best.pt`
-    whenever the test -ELBO improves. With `resume`, training continues bit-exactly from such a checkpoint
-    up to `config.epochs` epochs in total.
+    A fresh run seeds every random generator with config.seed first, so its result depends on the model's initial
+    weights, the data and the config alone. With `out_dir`, `last.pt` is written atomically after every epoch
+    (and on Ctrl-C/SIGTERM) and `best.pt` whenever the test -ELBO improves; a folder that holds another run is
+    refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
+    `config.epochs` epochs in total.
     """
     config = replace(config or TrainConfig(model=model.config), model=model.config)
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
     _check_shapes(model, train_data, test_data)
     train_data = _subset(train_data, config.subset)
     checksum = dataset_checksum(train_data)
     if isinstance(train_data, ImageDataset):  # keep the whole data set on the device, as uint8
         train_data = ImageDataset(train_data.images.to(device), train_data.labels, train_data.name)
-    check_range = not isinstance(train_data, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        check_output_dir(out_dir, model)
-
+    out_dir = _output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN
     optimizer = make_optimizer(model, config.lr)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
-    order = torch.Generator().manual_seed(config.seed)  # the data order, saved with every checkpoint
-    history: History = []
-    epoch, step, elapsed, skipped = 1, 0, 0.0, 0
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # total, recon, kl (summed over images), images
-    one = torch.ones((), device=device)  # the image counter's increment, allocated once
-    epoch_order_state = order.get_state()
-    if resume is not None:
-        state = _read_resumable(resume, model, config, checksum, device)
-        optimizer.load_state_dict(state["optimizer_state"])
-        scheduler.load_state_dict(state["scheduler_state"])  # the step reached; a longer run follows its new curve
-        set_rng_state(state["rng_state"])
-        history = list(state["history"])
-        epoch, step = state["position"]["epoch"], state["position"]["step"]
-        epoch_order_state, elapsed = state["epoch_order_state"], state["partial_seconds"]
-        sums, skipped = state["partial_sums"].to(device), state["partial_skipped"]
-        model.train()
-    best = min((h["test_neg_elbo"] for h in history if "test_neg_elbo" in h), default=math.inf)
-
-    def snapshot() -> dict:
-        return dict(optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
-                    train_config=config.to_dict(), history=history, position={"epoch": epoch, "step": step},
-                    epoch_order_state=epoch_order_state, partial_sums=sums.cpu(), partial_seconds=elapsed,
-                    partial_skipped=skipped, rng_state=get_rng_state(), data_checksum=checksum,
-                    manifest={**manifest(), "data_sha256": checksum})
-
-    with _StopSignals() as stop:
-        while epoch <= config.epochs:
-            order.set_state(epoch_order_state)
-            permutation = torch.randperm(len(train_data), generator=order)
-            next_order_state = order.get_state()
-            start = time.perf_counter()
-            bar = tqdm(iterate_batches(train_data, config.batch_size, device, permutation, start=step),
-                       initial=step, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
-                       disable=not progress, leave=False)
-            for x in bar:
-                step += 1
-                x = x.contiguous(memory_format=torch.channels_last)
-                if config.binarize:
-                    x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time
-                with autocast(device, precision):
-                    out = model(x)
-                beta = config.beta * kl_warmup_factor(epoch, step, steps_per_epoch, config.kl_warmup_epochs)
-                terms = vae_loss(out, x, beta=beta, check_range=check_range)
-                if not torch.isfinite(terms.total):
-                    if config.on_nonfinite == "skip":
-                        skipped += 1
-                        continue
-                    raise NonFiniteLossError(_nonfinite_message(terms, epoch, step, steps_per_epoch, config, out_dir))
-                optimizer.zero_grad(set_to_none=True)
-                terms.total.backward()
-                optimizer.step()
-                scheduler.step()
-                sums += torch.stack([*(t.detach() for t in terms), one]).double() * len(x)
-                if stop.signal is not None:
-                    elapsed += time.perf_counter() - start
-                    raise TrainingInterrupted(_interrupt(stop.signal, epoch, step, steps_per_epoch, out_dir,
-                                                         model, snapshot))
-            elapsed += time.perf_counter() - start
-            record = _epoch_record(epoch, sums, elapsed, skipped)
-            if test_data is not None:
-                record.update({f"test_{k}": v for k, v in evaluate(model, test_data, seed=config.seed).items()})
-            history.append(record)
-            epoch, step, elapsed, skipped, epoch_order_state = epoch + 1, 0, 0.0, 0, next_order_state
-            sums = torch.zeros_like(sums)
-            if out_dir is not None:
-                state = snapshot()
-                save_checkpoint(model, out_dir / "last.pt", **state)
-                if record.get("test_neg_elbo", math.inf) < best:
-                    best = record["test_neg_elbo"]
-                    save_checkpoint(model, out_dir / "best.pt", **state)
-            if progress:
-                tqdm.write(format_record(record, config.epochs))
-            if on_epoch_end is not None:
-                on_epoch_end(record)
+    run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
+               resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir)
+    with _OutputLock(out_dir):
+        if out_dir is not None:
+            prepare_output_dir(out_dir, model, resume, overwrite)
+        if resume is not None:
+            _resume(run, resume)
+        else:
+            set_seed(config.seed)
+            run.state.order_state = torch.Generator().manual_seed(config.seed).get_state()
+        with _StopSignals() as stop:
+            while run.state.epoch <= config.epochs:
+                next_order_state = _train_epoch(run, train_data, stop, progress)
+                record = _finish_epoch(run, test_data, next_order_state)
+                if progress:
+                    tqdm.write(format_record(record, config.epochs))
+                if on_epoch_end is not None:
+                    on_epoch_end(record)
     model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
-    return history
+    return run.state.history
 
 
-def kl_warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: int) -> float:
-    """Linear KL warm-up (Bowman et al., 2016; Sønderby et al., 2016): 0 at the start, 1 after warmup_epochs."""
-    if warmup_epochs == 0:
-        return 1.0
-    return min(1.0, (epoch - 1 + step / steps_per_epoch) / warmup_epochs)
+def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool) -> Tensor:
+    """Take the steps of run.state.epoch from run.state.step on; return the data order's state for the next epoch.
+
+    Raises TrainingInterrupted (after saving last.pt) on Ctrl-C/SIGTERM, NonFiniteLossError on a NaN/inf loss.
+    """
+    state, config = run.state, run.config
+    order = torch.Generator()
+    order.set_state(state.order_state)
+    permutation = torch.randperm(len(data), generator=order)
+    check_range = not isinstance(data, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
+    start, interrupted = time.perf_counter(), None
+    bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
+               initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
+               disable=not progress, leave=False)
+    try:
+        for x in bar:
+            state.step += 1
+            x = x.contiguous(memory_format=torch.channels_last)
+            if config.binarize:
+                x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time
+            epochs_done = state.epoch - 1 + state.step / run.steps_per_epoch  # for schedules such as KL warm-up
+            with autocast(run.device, run.precision):
+                terms = run.model.loss(x, config, epochs_done, check_range=check_range)
+            if not torch.isfinite(terms.total):
+                if config.on_nonfinite == "skip":
+                    state.skipped += 1
+                    continue
+                raise NonFiniteLossError(_nonfinite_message(terms, run))
+            run.optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            run.optimizer.step()
+            run.scheduler.step()
+            state.add(terms, len(x))
+            if stop.signal is not None:
+                interrupted = stop.signal
+                break
+    finally:
+        state.seconds += time.perf_counter() - start
+        bar.close()
+    if interrupted is not None:
+        raise TrainingInterrupted(_interrupt(interrupted, run))
+    return order.get_state()
 
 
-def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
+def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Tensor) -> dict[str, float]:
+    """Close the epoch's record, score the test split, and save last.pt (best.pt first when it improved)."""
+    state = run.state
+    if state.images == 0:
+        raise NonFiniteLossError(f"every step of epoch {state.epoch} had a non-finite loss and was skipped; the "
+                                 f"model is broken or the data hold NaN/inf. {_last_good(run)}")
+    best = state.best
+    record = state.finish_epoch(next_order_state)
+    if test_data is not None:
+        record.update({f"test_{k}": v for k, v in evaluate(run.model, test_data, seed=run.config.seed).items()})
+    broken = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if broken or not all(torch.isfinite(p).all() for p in run.model.parameters()):
+        state.history.pop()
+        what = f"{', '.join(broken)} became non-finite" if broken else "the weights became non-finite"
+        raise NonFiniteLossError(f"after epoch {record['epoch']}, {what}: the last step broke the model "
+                                 f"(lr={run.config.lr} too high?). {_last_good(run)}")
+    if run.out_dir is not None:
+        if record.get("test_neg_elbo", math.inf) < best:
+            run.save("best.pt")  # before last.pt: a kill between the two never leaves best.pt behind last.pt
+        run.save("last.pt")
+    return record
+
+
+def _resume(run: _Run, path: Union[str, Path]) -> None:
+    """Load a checkpoint written by `train` into the run; check that it belongs to this run."""
+    saved = _read_resumable(path, run.model, run.config, run.checksum, run.device)
+    run.optimizer.load_state_dict(saved["optimizer_state"])
+    run.scheduler.load_state_dict(saved["scheduler_state"])  # the step reached; a longer run follows its new curve
+    set_rng_state(saved["rng_state"])
+    run.state = RunState.from_checkpoint(saved, run.device)
+    run.model.train()
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Adam:
     """Adam, fused into one kernel over all parameters where this torch build has it (about 15% faster here)."""
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
@@ -177,13 +270,13 @@ def onecycle_factor(step: int, total: int, warmup: float = 0.1, start: float = 0
     return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def check_output_dir(out_dir: Path, model: VAE) -> None:
-    """Fail before training when out_dir cannot be written or lacks room for two checkpoints."""
+def prepare_output_dir(out_dir: Path, model: nn.Module, resume: Union[str, Path, None] = None,
+                       overwrite: bool = False) -> None:
+    """Fail before training when out_dir cannot be written, lacks room, or holds another run; clean leftovers."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".write-test."):
+            pass
     except OSError as err:
         raise OSError(f"cannot write checkpoints to {out_dir}: {err.strerror or err}; "
                       "choose a writable output folder") from err
@@ -193,6 +286,16 @@ def check_output_dir(out_dir: Path, model: VAE) -> None:
     if free < need:
         raise OSError(f"only {free / 2**20:.0f} MiB free in {out_dir}, checkpoints need about {need / 2**20:.0f} MiB; "
                       "free some space or choose another output folder")
+    remove_stale_temporaries(out_dir)
+    existing = [out_dir / name for name in ("last.pt", "best.pt") if (out_dir / name).exists()]
+    continuing = resume is not None and Path(resume).resolve().parent == out_dir.resolve()
+    if existing and not continuing:
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(p.name for p in existing)}): continue "
+                                  f"it with resume='{out_dir / 'last.pt'}' (--resume), replace it with overwrite=True "
+                                  "(--overwrite), or choose another output folder")
+        for path in existing:  # the old run's files must not mix with the new run's
+            path.unlink()
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:
@@ -207,16 +310,25 @@ def format_record(record: dict[str, float], epochs: int) -> str:
     return line + f"  [{record['train_seconds']:.1f} s]"
 
 
-def _epoch_record(epoch: int, sums: torch.Tensor, seconds: float, skipped: int) -> dict:
-    total, recon, kl, n = sums.tolist()
-    n = max(n, 1.0)
-    return {"epoch": epoch, "train_loss": total / n, "train_recon": recon / n, "train_kl": kl / n,
-            "train_seconds": seconds, "skipped_steps": skipped}
+def _train_key(term: str) -> str:
+    return "train_loss" if term == "total" else f"train_{term}"
 
 
-def _check_shapes(model: VAE, train_data: Dataset, test_data: Optional[Dataset]) -> None:
+def _output_dir(out_dir: Union[str, Path, None]) -> Optional[Path]:
+    if out_dir is None:
+        return None
+    if str(out_dir).strip() == "":
+        raise ValueError("out_dir is an empty string: name a folder for the checkpoints (or None for none)")
+    return Path(out_dir)
+
+
+def _check_shapes(model: nn.Module, train_data: Dataset, test_data: Optional[Dataset]) -> None:
     for name, data in (("train_data", train_data), ("test_data", test_data)):
-        if data is not None and tuple(dataset_image_shape(data)) != model.image_shape:
+        if data is None:
+            continue
+        if len(data) == 0:
+            raise ValueError(f"{name} is empty: pass a data set with images")
+        if tuple(dataset_image_shape(data)) != model.image_shape:
             raise ValueError(f"{name} holds images of shape {tuple(dataset_image_shape(data))} but the model "
                              f"expects {model.image_shape}: build the VAE with matching in_channels/image_size")
 
@@ -224,44 +336,107 @@ def _check_shapes(model: VAE, train_data: Dataset, test_data: Optional[Dataset])
 def _subset(data: Dataset, n: Optional[int]) -> Dataset:
     if isinstance(data, ImageDataset):
         return data.subset(n)
-    return data if n is None else torch.utils.data.Subset(data, range(min(n, len(data))))
+    if n is not None and n > len(data):
+        raise ValueError(f"subset={n} but the training data hold {len(data)} images: pass at most {len(data)}")
+    return data if n is None else torch.utils.data.Subset(data, range(n))
 
 
-def _read_resumable(path, model: VAE, config: TrainConfig, checksum: Optional[str], device) -> dict:
+def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optional[str], device) -> dict:
     """Load a checkpoint written by `train` into model; check that it belongs to this run."""
     state = read_checkpoint(path, map_location=device)
-    model_from_checkpoint(state, path, device, model)  # checks the architecture, loads the weights
+    model_from_checkpoint(state, path, device, model)  # checks the family and architecture, loads the weights
+    missing = [k for k in ("position", "optimizer_state", "scheduler_state", "rng_state", "train_config",
+                           "epoch_order_state", "partial_sums", "partial_images") if k not in state]
     if "position" not in state:
         raise CheckpointError(f"{path} holds no training state (it was written by save_checkpoint, not by train): "
                               "load it with load_checkpoint, or train anew")
-    saved = TrainConfig.from_dict(state["train_config"])
+    if missing:
+        raise CheckpointError(f"{path} lacks the training state {missing}: it was written by an older vae_utils or "
+                              "is damaged; resume from another checkpoint or train anew")
     if state.get("data_checksum") != checksum:
         raise CheckpointError(f"{path} was trained on other data (sha256 {state.get('data_checksum')}, now "
                               f"{checksum}): resume with the same data set and subset")
-    if saved.batch_size != config.batch_size:
-        raise CheckpointError(f"{path} was trained with batch_size={saved.batch_size}, not {config.batch_size}: "
-                              "resume with the same batch size")
+    try:
+        saved = TrainConfig.from_dict(state["train_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the saved training config is invalid: {err}") from None
+    changed = [f"{f.name}={getattr(saved, f.name)!r}, not {getattr(config, f.name)!r}" for f in fields(TrainConfig)
+               if f.name not in CHANGEABLE_ON_RESUME and getattr(saved, f.name) != getattr(config, f.name)]
+    if changed:
+        raise CheckpointError(f"{path} was trained with {'; '.join(changed)}: resume with the run's own settings "
+                              f"(only {' and '.join(CHANGEABLE_ON_RESUME)} may change), or start a new run")
     done = len(state["history"])
     if done >= config.epochs:
         raise ValueError(f"{path} has already trained {done} epochs; pass epochs > {done} to train further")
     return state
 
 
-def _nonfinite_message(terms, epoch, step, steps_per_epoch, config, out_dir) -> str:
-    saved = f"in {out_dir / 'last.pt'}" if out_dir is not None and epoch > 1 else "not saved (no out_dir or epoch 1)"
-    return (f"loss became {terms.total.item()} at epoch {epoch}, step {step}/{steps_per_epoch} (recon "
-            f"{terms.recon.item():.4g}, kl {terms.kl.item():.4g}); likely causes: a learning rate too high "
-            f"(lr={config.lr}) or inputs with NaN/inf. The last good checkpoint is {saved}; "
-            "set on_nonfinite='skip' to drop such batches instead")
+def _last_good(run: _Run) -> str:
+    if run.out_dir is None:
+        return "Nothing was saved (pass out_dir to keep checkpoints)."
+    last = run.out_dir / "last.pt"
+    if last.is_file():
+        return f"The last good checkpoint, {last}, is kept."
+    return "No checkpoint was written yet."
 
 
-def _interrupt(signame, epoch, step, steps_per_epoch, out_dir, model, snapshot) -> str:
-    where = f"training stopped by {signame} at epoch {epoch}, step {step}/{steps_per_epoch}"
-    if out_dir is None:
+def _nonfinite_message(terms, run: _Run) -> str:
+    state, config = run.state, run.config
+    values = {k: v.item() for k, v in terms._asdict().items()}
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "total")
+    if all(math.isfinite(v) for k, v in values.items() if k != "total"):
+        cause = f"beta={config.beta} times the KL overflows: use a smaller beta"
+    else:
+        cause = f"a learning rate too high (lr={config.lr}) or inputs with NaN/inf"
+    return (f"loss became {values['total']} at epoch {state.epoch}, step {state.step}/{run.steps_per_epoch} "
+            f"({parts}); likely cause: {cause}. {_last_good(run)} Set on_nonfinite='skip' to drop such batches "
+            "instead")
+
+
+def _interrupt(signame: str, run: _Run) -> str:
+    state = run.state
+    where = f"training stopped by {signame} at epoch {state.epoch}, step {state.step}/{run.steps_per_epoch}"
+    if run.out_dir is None:
         return where + "; nothing was saved (pass out_dir to keep resumable checkpoints)"
-    path = save_checkpoint(model, out_dir / "last.pt", **snapshot())
+    path = run.save("last.pt")
     return (f"{where}; saved {path}. Resume with vu.train(..., resume='{path}') or "
-            f"`python -m vae_utils train --resume {path} ...` (same data and batch size)")
+            f"`python -m vae_utils train --resume {path} ...` (same data and settings)")
+
+
+class _OutputLock:
+    """An exclusive lock on out_dir/train.lock for the run's duration: two runs never write one folder."""
+
+    def __init__(self, out_dir: Optional[Path]) -> None:
+        self.path = None if out_dir is None or fcntl is None else out_dir / "train.lock"
+        self.file = None
+
+    def __enter__(self) -> "_OutputLock":
+        if self.path is None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as err:
+            raise OSError(f"cannot write checkpoints to {self.path.parent}: {err.strerror or err}; "
+                          "choose a writable output folder") from err
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise FileExistsError(f"another training process (pid {owner}) is writing to {self.path.parent}: wait "
+                                  "for it to finish or choose another output folder") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
 
 
 class _StopSignals:
