@@ -1,19 +1,31 @@
 # The two commands of the README:
-#   make run    set everything up, then execute the notebook end to end (default config) in place
-#   make test   set everything up, then run every test (pytest for vae_utils, nbval for the notebook)
-PYTHON   ?= python3
-VENV     ?= .venv
-BIN      := $(VENV)/bin
-NOTEBOOK := notebooks/vae_fashion_mnist.ipynb
-DATA_PKG := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+#   make run      set everything up, then execute the notebook end to end (default config); the executed copy and
+#                 its pictures and checkpoints go to runs/ (ignored by git), so the checkout stays clean
+#   make test     set everything up, then run every test (pytest for vae_utils, nbval for the notebook)
+# For maintainers:
+#   make refresh  re-execute the notebook in place and update the committed pictures and checkpoint
+#   make benchmark  the speed comparison of the README
+# CPU-only machines: `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the ~200 MB CPU build
+# of torch instead of the default CUDA build (several GB); GPU users keep the default.
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+NOTEBOOK    := notebooks/vae_fashion_mnist.ipynb
+DATA_PKG    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+TORCH_INDEX ?=
+EXECUTE     := --to notebook --execute --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.store_widget_state=False
 
-.PHONY: run test setup data benchmark
+.PHONY: run refresh test setup data benchmark
 
 run: setup data
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
+	$(BIN)/jupyter nbconvert $(EXECUTE) --output-dir runs --output vae_fashion_mnist.ipynb $(NOTEBOOK)
+	@echo "executed notebook: runs/vae_fashion_mnist.ipynb; pictures and checkpoints: runs/notebook/"
+
+refresh: setup data
+	VAE_OUT=$(CURDIR) $(BIN)/jupyter nbconvert $(EXECUTE) --inplace $(NOTEBOOK)
 
 test: setup data
-	VAE_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	VAE_FAST=1 $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
 benchmark: setup data
 	$(BIN)/python benchmarks/train_speed.py
@@ -22,6 +34,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --index-url $(TORCH_INDEX) torch torchvision)
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $@

@@ -1,5 +1,9 @@
 """Data loading through torchvision's real IDX reader, on small IDX files written here."""
 import gzip
+import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,13 +27,78 @@ def test_loads_idx_files_kept_in_the_given_root(tmp_path, compress):
     assert len(vu.load_dataset("fashion-mnist", "test", root=tmp_path / "root")) == 32
 
 
-def test_falls_back_to_the_system_location(tmp_path, monkeypatch):
+def test_without_a_root_the_system_copy_is_found_and_unpacked_into_the_cache(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "usr-share", n_train=10)
     monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
-    ds = vu.load_dataset("fashion-mnist", "train", root=tmp_path / "empty-root")
+    ds = vu.load_dataset("fashion-mnist", "train")
     assert len(ds) == 10
-    # the files were unpacked into torchvision's layout under the root, so the next load reads them there
-    assert sorted(p.name for p in (tmp_path / "empty-root" / "FashionMNIST" / "raw").iterdir()) == sorted(IDX_NAMES)
+    # unpacked once into torchvision's layout under $VAE_DATA_DIR, each file stamped with its source
+    raw = data.default_root() / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith(".source")) == sorted(IDX_NAMES)
+
+
+def test_a_named_root_is_used_or_the_load_fails_without_falling_back(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "usr-share", n_train=10)
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    with pytest.raises(FileNotFoundError, match="empty-root"):
+        vu.load_dataset("fashion-mnist", "train", root=tmp_path / "empty-root", download=False)
+
+
+def test_a_named_root_missing_one_file_names_it_instead_of_using_another_copy(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "usr-share", n_train=10)
+    write_mnist_like(tmp_path / "mine", n_train=12)
+    (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    with pytest.raises(FileNotFoundError, match=r"only part of fashion-mnist: \['t10k-labels-idx1-ubyte'\] missing"):
+        vu.load_dataset("fashion-mnist", "train", root=tmp_path / "mine")
+
+
+def test_changed_source_files_are_unpacked_again(tmp_path):
+    write_mnist_like(tmp_path / "mine", n_train=12, seed=0)
+    first = vu.load_dataset("fashion-mnist", root=tmp_path / "mine")
+    write_mnist_like(tmp_path / "mine", n_train=20, seed=1)  # the user replaces the files
+    second = vu.load_dataset("fashion-mnist", root=tmp_path / "mine")
+    assert len(first) == 12 and len(second) == 20
+
+
+def test_a_read_only_data_folder_is_usable(tmp_path):
+    write_mnist_like(tmp_path / "ro", n_train=10)
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        assert len(vu.load_dataset("fashion-mnist", root=tmp_path / "ro")) == 10
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
+def test_a_read_only_data_folder_is_unpacked_into_the_cache(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "ro", n_train=10)
+    monkeypatch.setattr(data, "_writable", lambda folder: False)  # as for /usr/share without root rights
+    assert len(vu.load_dataset("fashion-mnist", root=tmp_path / "ro")) == 10
+    assert not (tmp_path / "ro" / "FashionMNIST").exists()
+    assert list((data.default_root() / "unpacked").glob("*/train-images-idx3-ubyte"))
+
+
+TWO_LOADERS = r"""
+import hashlib, sys, vae_utils as vu
+ds = vu.load_dataset("fashion-mnist", "train", root=sys.argv[1])
+print(hashlib.sha256(ds.images.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_processes_unpacking_the_same_fresh_folder_at_once_all_get_whole_data(tmp_path):
+    arrays = write_mnist_like(tmp_path / "root", n_train=6000, n_test=10)
+    expected = hashlib.sha256(arrays["train-images-idx3-ubyte"][:, None].tobytes()).hexdigest()
+    for trial in range(2):
+        for p in (tmp_path / "root" / "FashionMNIST").glob("raw/*"):
+            p.unlink()
+        procs = [subprocess.Popen([sys.executable, "-c", TWO_LOADERS, str(tmp_path / "root")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        results = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0] * 3, [err for _, err in results]
+        assert {out.strip() for out, _ in results} == {expected}
+        assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob(".*.tmp"))
 
 
 def test_the_users_root_wins_over_the_system_location(tmp_path, monkeypatch):
@@ -86,11 +155,26 @@ def test_corrupt_idx_files_are_clear_errors_naming_the_file(idx_root, name, cont
         vu.load_dataset(root=idx_root)
 
 
-def test_a_truncated_gzip_is_a_clear_error(idx_root):
+@pytest.mark.parametrize("damage", [lambda b: b[:500], lambda b: b[:10] + bytes(len(b) - 10)])
+def test_a_truncated_or_corrupt_gzip_is_a_clear_error_naming_the_file_and_leaves_nothing_behind(idx_root, damage):
     path = idx_root / "train-images-idx3-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:500])
+    path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*corrupt or truncated"):
         vu.load_dataset(root=idx_root)
+    assert not list(idx_root.rglob("*.tmp"))
+
+
+def test_an_empty_split_is_a_clear_error(tmp_path):
+    write_mnist_like(tmp_path / "root", n_train=0)
+    with pytest.raises(ValueError, match="holds no images"):
+        vu.load_dataset(root=tmp_path / "root")
+
+
+def test_an_empty_root_string_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="empty string"):
+        vu.load_dataset(root="")
+    monkeypatch.setenv("VAE_DATA_DIR", "")
+    assert data.default_root() != data.Path("")
 
 
 def test_images_and_labels_of_different_lengths_are_refused(idx_root):

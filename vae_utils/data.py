@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import os
 import shutil
 import struct
+import tempfile
+import zlib
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -14,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import datasets
+from torchvision.datasets.mnist import read_image_file, read_label_file
 
 # name -> (torchvision class, directories where OS packages install the upstream IDX files)
 DATASETS: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -97,33 +101,48 @@ def load_dataset(
     download: bool = True,
     subset: Optional[int] = None,
 ) -> ImageDataset:
-    """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label)."""
+    """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label).
+
+    A root you name is used or the load fails; without one, $VAE_DATA_DIR (default ~/.cache/vae_utils/data) and
+    then the system's copy are searched, then torchvision downloads it. Compressed files are unpacked once into a
+    cache that is checked against its source on every load.
+    """
     key = canonical_name(name)
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed: expected one of {SPLITS}")
     cls, system_dirs = DATASETS[key]
-    root = Path(root) if root is not None else default_root()
-    raw_dir = root / cls.__name__ / "raw"  # torchvision's layout
+    named = root is not None
+    if named and str(root).strip() == "":
+        raise ValueError("root is an empty string: name the folder that holds the IDX files, or pass None")
+    root = Path(root) if named else default_root()
+    tv_raw = root / cls.__name__ / "raw"  # torchvision's layout, where its downloads land
     names = _file_names(cls)
-    for candidate in (raw_dir, root, *map(Path, system_dirs)):
-        found = _find_files(candidate, names)
+    places = [root, tv_raw] + ([] if named else [Path(d) for d in system_dirs])
+    found = None
+    for place in places:
+        found = _find_files(place, names)
         if found:
-            _materialise(found, raw_dir)
             break
-    else:
-        if download:
-            try:
-                cls(str(root), train=split == "train", download=True)
-            except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
-                raise FileNotFoundError(_not_found(key, root, system_dirs, f"download failed: {err}")) from err
-        else:
-            raise FileNotFoundError(_not_found(key, root, system_dirs, "download=False"))
-    try:
-        tv = cls(str(root), train=split == "train", download=False)
-    except (AssertionError, RuntimeError, ValueError) as err:
-        raise ValueError(f"could not read {key} from {raw_dir}: {err!r}; delete that folder and load again") from err
-    images = tv.data.unsqueeze(1) if tv.data.dim() == 3 else tv.data  # (N, 1, H, W) uint8
-    return ImageDataset(images.contiguous(), tv.targets, f"{key}/{split}").subset(subset)
+        partial = [n for n in names if (place / n).is_file() or (place / f"{n}.gz").is_file()]
+        if partial and named:
+            missing = sorted(set(names) - set(partial))
+            raise FileNotFoundError(f"{place} holds only part of {key}: {missing} missing; add them (plain or "
+                                    ".gz) or remove the others")
+    if found is None:
+        if not download:
+            raise FileNotFoundError(_not_found(key, root, system_dirs, named, "download=False"))
+        try:
+            cls(str(root), train=split == "train", download=True)
+        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
+            raise FileNotFoundError(_not_found(key, root, system_dirs, named, f"download failed: {err}")) from None
+        found = _find_files(tv_raw, names)
+    files = _unpacked(found, tv_raw if _writable(tv_raw) else default_root() / "unpacked" / _digest(root))
+    prefix = "train" if split == "train" else "t10k"
+    if check_idx_file(files[f"{prefix}-images-idx3-ubyte"])[0] == 0:
+        raise ValueError(f"{found[f'{prefix}-images-idx3-ubyte']} holds no images: the {split} split is empty")
+    images = read_image_file(str(files[f"{prefix}-images-idx3-ubyte"])).unsqueeze(1)  # (N, 1, H, W) uint8
+    labels = read_label_file(str(files[f"{prefix}-labels-idx1-ubyte"]))
+    return ImageDataset(images.contiguous(), labels, f"{key}/{split}").subset(subset)
 
 
 def _file_names(cls: type) -> list[str]:
@@ -144,28 +163,60 @@ def _find_files(folder: Path, names: list[str]) -> Optional[dict[str, Path]]:
     return found
 
 
-def _materialise(found: dict[str, Path], raw_dir: Path) -> None:
-    """Check each IDX file and place it uncompressed in raw_dir, where torchvision reads it."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
+def _unpacked(found: dict[str, Path], cache: Path) -> dict[str, Path]:
+    """Checked, uncompressed IDX files: plain ones as they are, .gz ones unpacked into cache (kept while current)."""
+    files, counts = {}, {}
     for name, src in found.items():
-        dst = raw_dir / name
-        if src != dst:
-            tmp = dst.with_name(dst.name + ".tmp")
-            with (gzip.open(src, "rb") if src.suffix == ".gz" else open(src, "rb")) as fin, open(tmp, "wb") as fout:
-                try:
-                    shutil.copyfileobj(fin, fout)
-                except (OSError, EOFError) as err:
-                    tmp.unlink(missing_ok=True)
-                    raise ValueError(f"{src}: cannot decompress ({err}); the file is corrupt or truncated, "
-                                     "get a fresh copy") from err
-            os.replace(tmp, dst)
+        dst = src if src.suffix != ".gz" else _unpack(src, cache / name)
         counts[name] = check_idx_file(dst, source=src)[0]
+        files[name] = dst
     for kind in ("train", "t10k"):
         n_images, n_labels = (counts[f"{kind}-{part}"] for part in ("images-idx3-ubyte", "labels-idx1-ubyte"))
         if n_images != n_labels:
-            raise ValueError(f"{raw_dir}: {kind} split has {n_images} images but {n_labels} labels; "
-                             "the files do not belong together")
+            raise ValueError(f"{found[f'{kind}-images-idx3-ubyte'].parent}: {kind} split has {n_images} images but "
+                             f"{n_labels} labels; the files do not belong together")
+    return files
+
+
+def _unpack(src: Path, dst: Path) -> Path:
+    """Decompress src to dst unless dst already holds this very source (its path, size and mtime are stamped).
+
+    Each writer unpacks into a temporary file of its own, checks it, then renames it over dst: processes that
+    share a data folder never see, or leave, half a file.
+    """
+    stat = src.stat()
+    stamp = json.dumps({"source": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    stamp_path = dst.with_name(dst.name + ".source")
+    if dst.is_file() and stamp_path.is_file() and stamp_path.read_text() == stamp:
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as fout, gzip.open(src, "rb") as fin:
+            shutil.copyfileobj(fin, fout)
+        check_idx_file(Path(tmp), source=src)
+        os.replace(tmp, dst)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stamp_path.name}.", suffix=".tmp", dir=dst.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(stamp)
+        os.replace(tmp, stamp_path)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{src}: cannot decompress ({err}); the file is corrupt or truncated, get a fresh copy") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dst
+
+
+def _writable(folder: Path) -> bool:
+    """True when folder exists writable, or can be created."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            return os.access(parent, os.W_OK | os.X_OK)
+    return False
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
 
 
 def check_idx_file(path: Path, source: Optional[Path] = None) -> tuple[int, ...]:
@@ -189,8 +240,8 @@ def check_idx_file(path: Path, source: Optional[Path] = None) -> tuple[int, ...]
     return dims
 
 
-def _not_found(key: str, root: Path, system_dirs: tuple[str, ...], why: str) -> str:
-    places = ", ".join(str(p) for p in (root / DATASETS[key][0].__name__ / "raw", root, *system_dirs))
+def _not_found(key: str, root: Path, system_dirs: tuple[str, ...], named: bool, why: str) -> str:
+    places = ", ".join(str(p) for p in (root, root / DATASETS[key][0].__name__ / "raw", *([] if named else system_dirs)))
     return f"{key} not found in {places} ({why}). To get it: {HOW_TO_GET[key].replace('ROOT', str(root))}"
 
 
