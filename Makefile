@@ -13,16 +13,17 @@ BIN         := $(VENV)/bin
 NOTEBOOK    := notebooks/vae_fashion_mnist.ipynb
 DATA_PKG    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 TORCH_INDEX ?=
+# headless runs: no progress bars (their widgets would only leave stale state), the epoch lines stay
 EXECUTE     := --to notebook --execute --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.store_widget_state=False
 
 .PHONY: run refresh test setup data benchmark
 
 run: setup data
-	$(BIN)/jupyter nbconvert $(EXECUTE) --output-dir runs --output vae_fashion_mnist.ipynb $(NOTEBOOK)
+	TQDM_DISABLE=1 $(BIN)/jupyter nbconvert $(EXECUTE) --output-dir runs --output vae_fashion_mnist.ipynb $(NOTEBOOK)
 	@echo "executed notebook: runs/vae_fashion_mnist.ipynb; pictures and checkpoints: runs/notebook/"
 
 refresh: setup data
-	VAE_OUT=$(CURDIR) $(BIN)/jupyter nbconvert $(EXECUTE) --inplace $(NOTEBOOK)
+	VAE_OUT=$(CURDIR) TQDM_DISABLE=1 $(BIN)/jupyter nbconvert $(EXECUTE) --inplace $(NOTEBOOK)
 
 test: setup data
 	VAE_FAST=1 $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)

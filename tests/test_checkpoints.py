@@ -96,3 +96,53 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
         vu.save_checkpoint(vu.VAE(latent_dim=5), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_a_config_that_does_not_fit_the_weights_fails_before_allocating(tmp_path):
+    path = vu.save_checkpoint(vu.VAE(latent_dim=2, hidden_dim=32), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["hidden_dim"] = 65536  # would allocate gigabytes if built for real
+    torch.save(payload, path)
+    with pytest.raises(vu.CheckpointError, match="do not fit the saved config"):
+        vu.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["model_config"].pop("likelihood"), r"missing field\(s\) \['likelihood'\]"),
+    (lambda p: p.update(format_version=-1), "invalid checkpoint format version -1"),
+    (lambda p: p["model_state"]["decoder.deconvs.0.bias"].fill_(float("nan")), "NaN or infinite weights"),
+    (lambda p: p.update(kind="gan"), "unknown kind 'gan'"),
+])
+def test_damaged_checkpoints_are_refused_instead_of_loading_silently(tmp_path, edit, message):
+    path = vu.save_checkpoint(vu.VAE(latent_dim=2), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    with pytest.raises(vu.CheckpointError, match=message):
+        vu.load_checkpoint(path)
+
+
+def test_checkpoints_name_their_family_and_load_as_it(tmp_path):
+    vae = vu.save_checkpoint(vu.VAE(latent_dim=2), tmp_path / "vae.pt")
+    clf = vu.save_checkpoint(vu.FeatureClassifier(in_channels=1, n_classes=4), tmp_path / "clf.pt")
+    assert vu.read_checkpoint(vae)["kind"] == "vae" and vu.read_checkpoint(clf)["kind"] == "feature-classifier"
+    assert isinstance(vu.load_checkpoint(clf), vu.FeatureClassifier) and vu.load_checkpoint(clf).n_classes == 4
+    with pytest.raises(vu.CheckpointError, match="holds a feature-classifier checkpoint, not a vae"):
+        vu.load_checkpoint(clf, kind="vae")
+
+
+def test_a_version_1_checkpoint_without_a_kind_still_loads_as_a_vae(tmp_path):
+    path = vu.save_checkpoint(vu.VAE(latent_dim=2), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["kind"]
+    payload["format_version"] = 1
+    torch.save(payload, path)
+    assert isinstance(vu.load_checkpoint(path), vu.VAE)
+
+
+def test_the_refusal_of_code_running_pickles_never_advises_weights_only_false(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLOIT_MARKER", str(tmp_path / "pwned"))
+    torch.save({"format": ckpt.FORMAT, "payload": _Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(vu.CheckpointError) as info:
+        vu.load_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)

@@ -62,3 +62,137 @@ def test_resume_from_the_command_line_continues_to_the_total_epochs(idx_root, tm
           "--resume", str(out / "last.pt")])  # no --latent-dim: the checkpoint's architecture is used
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vae_utils", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def _train(idx_root, out, *extra):
+    main(["train", "--data-dir", str(idx_root), "--batch-size", "16", "--latent-dim", "3", "--out", str(out),
+          "--quiet", "--epochs", "1", *extra])
+
+
+def test_stdout_carries_only_the_json_result_even_with_progress(idx_root, tmp_path):
+    result = _cli("train", "--data-dir", idx_root, "--epochs", "1", "--batch-size", "16", "--latent-dim", "3",
+                  "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["epochs"] == 1
+    assert "epoch   1/1" in result.stderr  # the progress line went to stderr
+
+
+def test_evaluate_outside_the_repository_uses_the_shipped_classifier(idx_root, tmp_path):
+    _train(idx_root, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _cli("evaluate", tmp_path / "run" / "last.pt", "--data-dir", idx_root, "--iwae-k", "2", "--samples", "40",
+                  cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["classifier"] == str(vu.features.SHIPPED_DIR / "classifier-fashion-mnist.pt")
+    assert len(report["classifier_sha256"]) == 64
+    assert "training a feature classifier" not in result.stderr and not list(elsewhere.iterdir())
+    assert "IWAE NLL (k=2)" in result.stderr  # the readable report goes to stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"# a README\n", "is not a readable vae_utils checkpoint"),
+    (b"105", "is not a readable vae_utils checkpoint"),
+])
+def test_evaluating_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content, message):
+    (tmp_path / "afile.txt").write_bytes(content)
+    result = _cli("evaluate", tmp_path / "afile.txt")
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "weights_only" not in result.stderr and "Traceback" not in result.stderr
+    assert not result.stderr.rstrip().endswith("105")
+
+
+def test_evaluating_the_classifier_checkpoint_says_it_is_not_a_vae(tmp_path):
+    result = _cli("evaluate", vu.features.SHIPPED_DIR / "classifier-fashion-mnist.pt")
+    assert result.returncode == 2
+    assert "holds a feature-classifier checkpoint, not a vae" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--samples", "0"], "--samples 0"), (["--samples", "1000000000"], "--samples 1000000000"),
+    (["--iwae-k", "1000000000"], "--iwae-k"), (["--subset", "3"], "--subset 3"),
+])
+def test_evaluate_checks_its_sizes_before_any_work(idx_root, tmp_path, flags, message, monkeypatch, capsys):
+    _train(idx_root, tmp_path / "run")
+    monkeypatch.setattr(vu.cli, "load_dataset", lambda *a, **k: pytest.fail("loaded data before checking"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(tmp_path / "run" / "last.pt"), *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_subset_larger_than_the_data_is_refused(idx_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _train(idx_root, tmp_path / "run", "--subset", "100000")
+    assert exit_info.value.code == 2 and "subset=100000 but fashion-mnist/train holds 64" in capsys.readouterr().err
+
+
+def test_resume_takes_the_runs_settings_and_records_them(idx_root, tmp_path):
+    out = tmp_path / "run"
+    _train(idx_root, out, "--lr", "0.01", "--beta", "2")
+    main(["train", "--data-dir", str(idx_root), "--out", str(out), "--quiet", "--epochs", "2",
+          "--resume", str(out / "last.pt")])
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["lr"] == 0.01 and config["beta"] == 2.0 and config["model"]["latent_dim"] == 3
+
+
+@pytest.mark.parametrize("flag", [["--lr", "0.5"], ["--latent-dim", "5"], ["--seed", "3"], ["--binarized"],
+                                  ["--precision", "bf16"], ["--kl-warmup-epochs", "2"], ["--beta", "4"]])
+def test_resume_refuses_flags_that_change_the_run(idx_root, tmp_path, flag, capsys):
+    out = tmp_path / "run"
+    _train(idx_root, out, "--precision", "fp32")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data-dir", str(idx_root), "--out", str(out), "--quiet", "--epochs", "2",
+              "--resume", str(out / "last.pt"), *flag])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "resume with the run's own settings" in err or "latent_dim" in err
+
+
+def test_rerunning_into_a_folder_with_a_run_is_refused_unless_overwrite(idx_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(idx_root, out)
+    with pytest.raises(SystemExit) as exit_info:
+        _train(idx_root, out)
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    _train(idx_root, out, "--overwrite")
+
+
+def test_resuming_a_finished_run_repairs_its_metrics(idx_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(idx_root, out)
+    (out / "metrics.json").unlink()  # as if killed after the last checkpoint
+    main(["train", "--data-dir", str(idx_root), "--out", str(out), "--quiet", "--resume", str(out / "last.pt")])
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    assert "already trained 1 epochs" in capsys.readouterr().err
+
+
+def test_a_diverging_run_ends_in_one_line(idx_root, tmp_path):
+    result = _cli("train", "--data-dir", idx_root, "--epochs", "1", "--batch-size", "16", "--beta", "1e300",
+                  "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "beta=1e+300" in result.stderr
+
+
+def test_an_empty_output_folder_is_refused(idx_root):
+    result = _cli("train", "--data-dir", idx_root, "--out", "")
+    assert result.returncode == 2 and "--out is empty" in result.stderr
+
+
+def test_the_classifier_command_refuses_zero_epochs_and_keeps_the_old_file(idx_root, tmp_path, capsys):
+    target = tmp_path / "clf.pt"
+    target.write_bytes(b"the previous classifier")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classifier", "--data-dir", str(idx_root), "--epochs", "0", "--out", str(target)])
+    assert exit_info.value.code == 2 and target.read_bytes() == b"the previous classifier"
+
+
+def test_the_classifier_command_writes_into_the_user_cache_by_default(idx_root, capsys):
+    main(["classifier", "--data-dir", str(idx_root), "--epochs", "1", "--dataset", "mnist"])
+    path = vu.features.cache_dir() / "classifiers" / "classifier-mnist.pt"
+    assert json.loads(capsys.readouterr().out)["classifier"] == str(path) and path.is_file()

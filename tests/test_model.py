@@ -81,3 +81,9 @@ def test_config_overrides_and_parameter_count_are_deterministic():
     assert a.config == b.config
     assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
     assert vu.VAE(a.config, latent_dim=4).latent_dim == 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_images_of_another_float_type_are_refused_with_a_hint(dtype):
+    with pytest.raises(ValueError, match=r"float32 .*x\.to\(torch\.float32\)"):
+        vu.VAE().encode(torch.zeros(1, 1, 28, 28, dtype=dtype))

@@ -89,10 +89,11 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # torch's text advises weights_only=False: never show it
-        raise CheckpointError(f"{path} holds objects that would run code when loaded ({_first_line(err)}); "
-                              "vae_utils refuses to load it: use a checkpoint written by vae_utils") from None
-    except Exception:  # a text file, a truncated zip, ...: torch raises anything from KeyError to RuntimeError
+    except Exception as err:  # torch raises anything from KeyError to RuntimeError; its text advises
+        # weights_only=False, which vae_utils never shows
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+            raise CheckpointError(f"{path} holds objects that would run code when loaded ({_first_line(err)}); "
+                                  "vae_utils refuses to load it: use a checkpoint written by vae_utils") from None
         raise CheckpointError(f"{path} is not a readable vae_utils checkpoint: it is not a file written by "
                               "torch.save, or it is corrupt or truncated; use another checkpoint (e.g. best.pt "
                               "beside last.pt)") from None
@@ -189,7 +190,7 @@ def _git_commit() -> Optional[str]:
 
 def _first_line(err: BaseException) -> str:
     """The line of torch's unpickling error that names what was refused, without its advice."""
-    lines = [line.strip() for line in str(err).splitlines() if "Unsupported" in line or "load key" in line]
+    lines = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
     return (lines[0].replace("WeightsUnpickler error: ", "") if lines else "an unsupported object")[:200]
 
 

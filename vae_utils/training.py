@@ -181,7 +181,7 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     start, interrupted = time.perf_counter(), None
     bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
                initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
-               disable=not progress, leave=False)
+               leave=False, **({} if progress else {"disable": True}))  # TQDM_DISABLE=1 hides bars, keeps epoch lines
     try:
         for x in bar:
             state.step += 1
