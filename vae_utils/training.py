@@ -181,7 +181,7 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     start, interrupted = time.perf_counter(), None
     bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
                initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
-               leave=False, **({} if progress else {"disable": True}))  # TQDM_DISABLE=1 hides bars, keeps epoch lines
+               leave=False, disable=not progress or _bars_disabled())
     try:
         for x in bar:
             state.step += 1
@@ -308,6 +308,11 @@ def format_record(record: dict[str, float], epochs: int) -> str:
     if record.get("skipped_steps"):
         line += f"  skipped {record['skipped_steps']} non-finite steps"
     return line + f"  [{record['train_seconds']:.1f} s]"
+
+
+def _bars_disabled() -> bool:
+    """TQDM_DISABLE=1 hides the progress bars (the epoch lines stay); tqdm.notebook itself ignores the variable."""
+    return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
 
 
 def _train_key(term: str) -> str:
