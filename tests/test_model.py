@@ -87,3 +87,9 @@ def test_config_overrides_and_parameter_count_are_deterministic():
 def test_images_of_another_float_type_are_refused_with_a_hint(dtype):
     with pytest.raises(ValueError, match=r"float32 .*x\.to\(torch\.float32\)"):
         vu.VAE().encode(torch.zeros(1, 1, 28, 28, dtype=dtype))
+
+
+def test_a_model_too_large_for_memory_is_a_value_error_with_its_size():
+    config = vu.VAEConfig(image_size=512, channels=(4096,), hidden_dim=65536, latent_dim=4096)  # ~17 TiB of weights
+    with pytest.raises(ValueError, match=r"needs [\d,]+ parameters \([\d.]+ GiB in fp32\)"):
+        vu.VAE(config)

@@ -71,6 +71,10 @@ class Decoder(nn.Module):
         return self.deconvs(h)  # (B, C, H, W) logits
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
 class VAE(nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
@@ -84,8 +88,15 @@ class VAE(nn.Module):
         elif overrides:
             config = VAEConfig(**{**config.to_dict(), **overrides})
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        try:
+            self.encoder = Encoder(config)
+            self.decoder = Decoder(config)
+        except RuntimeError as err:  # the allocator's "not enough memory: you tried to allocate ..."
+            with torch.device("meta"):
+                n = sum(p.numel() for m in (Encoder(config), Decoder(config)) for p in m.parameters())
+            raise ValueError(f"{config} needs {n:,} parameters ({4 * n / 2**30:.1f} GiB in fp32), more than this "
+                             f"machine can allocate ({_first_line(err)}): choose smaller channels, hidden_dim or "
+                             "latent_dim") from None
 
     @property
     def latent_dim(self) -> int:
