@@ -119,3 +119,54 @@ def test_images_outside_unit_range_are_refused_for_bernoulli(bad):
 def test_mismatched_logits_and_images_are_a_value_error():
     with pytest.raises(ValueError, match="shape"):
         vu.reconstruction_loss(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 32, 32))
+
+
+def _cb_log_prob_by_hand(x, lam):
+    """Loaiza-Ganem & Cunningham (2019), Eq. 7: x log l + (1-x) log(1-l) + log C(l), C(l) = 2 atanh(1-2l)/(1-2l)."""
+    c = 2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam)
+    return x * torch.log(lam) + (1 - x) * torch.log(1 - lam) + torch.log(c)
+
+
+def test_continuous_bernoulli_matches_the_papers_formula_and_integrates_to_one():
+    lam = torch.tensor([0.05, 0.3, 0.8, 0.97]).view(4, 1, 1, 1)
+    x = torch.rand(4, 1, 3, 3)
+    nll = vu.reconstruction_loss(torch.logit(lam).expand(4, 1, 3, 3), x, "continuous-bernoulli")
+    torch.testing.assert_close(nll, -_cb_log_prob_by_hand(x, lam).flatten(1).sum(1), rtol=1e-4, atol=1e-4)
+    grid = torch.linspace(0, 1, 20001).view(1, 1, 1, -1)
+    for logit in (-3.0, 0.0, 0.4, 5.0):
+        logits = torch.full_like(grid, logit)
+        density = torch.exp(-vu.reconstruction_loss(logits.view(-1, 1, 1, 1), grid.view(-1, 1, 1, 1),
+                                                     "continuous-bernoulli"))
+        assert torch.trapezoid(density, dx=1 / 20000).item() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("mean, log_scale", [(0.0, -2.0), (0.3, -4.0), (-0.9, -1.0), (0.99, -6.0), (0.0, -9.0)])
+def test_discretized_logistic_gives_probabilities_of_the_256_levels(mean, log_scale):
+    from vae_utils.losses import discretized_logistic_log_prob
+
+    x = torch.arange(256, dtype=torch.float32) / 255
+    m, s = torch.full_like(x, mean), torch.full_like(x, log_scale)
+    p = discretized_logistic_log_prob(x, m, s).double().exp()
+    assert p.sum().item() == pytest.approx(1.0, abs=5e-5)  # a distribution over the 256 values (fp32 sums)
+    scale = math.exp(max(log_scale, -7.0))
+    cdf = lambda y: torch.sigmoid(torch.tensor((y - mean) / scale, dtype=torch.float64))
+    y = 2 * x[100].item() - 1
+    assert p[100].item() == pytest.approx((cdf(y + 1 / 255) - cdf(y - 1 / 255)).item(), abs=1e-6)  # by hand
+    assert p[0].item() == pytest.approx(cdf(-1 + 1 / 255).item(), abs=1e-6)  # the lowest bin takes the tail
+    assert p[255].item() == pytest.approx(1 - cdf(1 - 1 / 255).item(), abs=1e-6)
+
+
+def test_the_logistic_decoder_has_a_mean_and_a_scale_per_sub_pixel_and_its_mean_image_is_in_range():
+    model = vu.VAE(in_channels=3, image_size=32, channels=(8, 16), hidden_dim=0, likelihood="discretized-logistic")
+    x = torch.randint(0, 256, (2, 3, 32, 32)).float() / 255
+    assert model(x).x_logits.shape == (2, 6, 32, 32)
+    assert torch.isfinite(model.loss(x).total)
+    images = model.sample(3)
+    assert images.shape == (3, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+
+
+def test_the_continuous_bernoulli_mean_image_is_the_distributions_mean():
+    model = vu.VAE(latent_dim=4, likelihood="continuous-bernoulli")
+    z = torch.randn(2, 4)
+    expected = torch.distributions.ContinuousBernoulli(logits=model.decode_logits(z)).mean
+    torch.testing.assert_close(model.decode(z), expected)

@@ -83,9 +83,21 @@ def test_iwae_sample_counts_are_bounded_before_any_work():
             vu.iwae_nll(vu.VAE(SMALL), blob_data(4), k=k)
 
 
-def test_bits_per_dim_is_nats_over_pixels_and_ln2():
-    result = vu.iwae_nll(vu.VAE(SMALL), blob_data(4), k=3)
+@pytest.mark.parametrize("likelihood, binarized", [("bernoulli", True), ("discretized-logistic", False)])
+def test_bits_per_dim_is_nats_over_pixels_and_ln2_where_the_likelihood_is_discrete(likelihood, binarized):
+    data = vu.binarize(blob_data(4)) if binarized else blob_data(4)
+    result = vu.iwae_nll(vu.VAE(SMALL, likelihood=likelihood), data, k=3)
     assert result["bits_per_dim"] == pytest.approx(result["iwae_nll"] / (784 * math.log(2)))
+
+
+@pytest.mark.parametrize("likelihood, reason", [("bernoulli", "not a normalised likelihood"),
+                                                ("continuous-bernoulli", "density"), ("gaussian", "density")])
+def test_bits_per_dim_is_not_given_where_it_is_not_defined_and_the_report_says_why(likelihood, reason):
+    result = vu.iwae_nll(vu.VAE(SMALL, likelihood=likelihood), blob_data(4), k=2)
+    assert result["bits_per_dim"] is None and reason in result["bits_per_dim_note"]
+    report = vu.evaluation_report(vu.VAE(SMALL, likelihood=likelihood), blob_data(8), iwae_k=2)
+    assert any(reason in note for note in report["notes"]) and "bits/dim" not in vu.format_report(report).split(
+        "note:")[0]
 
 
 def test_posterior_equal_to_prior_has_zero_kl_and_no_active_unit():
@@ -118,7 +130,8 @@ def test_small_evaluations_say_their_sample_quality_figures_are_noisy():
     train, test = blob_data(64), blob_data(32, seed=1)
     classifier, _ = train_classifier(train, test, epochs=1)
     report = vu.evaluation_report(vu.VAE(SMALL), test, train, classifier, iwae_k=2, n_samples=40)
-    assert len(report["notes"]) == 1 and "32 images are noisy" in report["notes"][0]
+    noisy = [note for note in report["notes"] if "noisy" in note]
+    assert len(noisy) == 1 and "32 images are noisy" in noisy[0]
     assert "note: Fréchet distance and precision/recall from 32 images" in vu.format_report(report)
 
 

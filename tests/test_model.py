@@ -93,3 +93,33 @@ def test_a_model_too_large_for_memory_is_a_value_error_with_its_size():
     config = vu.VAEConfig(image_size=512, channels=(4096,), hidden_dim=65536, latent_dim=4096)  # ~17 TiB of weights
     with pytest.raises(ValueError, match=r"needs [\d,]+ parameters \([\d.]+ GiB in fp32\)"):
         vu.VAE(config)
+
+
+@pytest.mark.parametrize("name, side", [("cifar10", 4), ("svhn", 4), ("celeba", 4), ("fashion-mnist", 7)])
+def test_presets_scale_the_architecture_with_the_image(name, side):
+    config = vu.VAEConfig.for_dataset(name)
+    model = vu.VAE(config)
+    assert model.decoder.side == side
+    x = torch.rand(2, *model.image_shape)
+    assert model(x).x_logits.shape[2:] == x.shape[2:] and torch.isfinite(model.loss(x).total)
+    assert vu.TrainConfig.for_dataset(name).model == config
+
+
+def test_residual_blocks_add_depth_and_round_trip_through_a_checkpoint(tmp_path):
+    plain, deep = vu.VAE(latent_dim=4), vu.VAE(latent_dim=4, res_blocks=2)
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in plain.parameters())
+    path = vu.save_checkpoint(deep, tmp_path / "deep.pt")
+    assert vu.load_checkpoint(path).config.res_blocks == 2
+
+
+def test_a_checkpoint_written_before_residual_blocks_existed_still_loads(tmp_path):
+    path = vu.save_checkpoint(vu.VAE(latent_dim=4), tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["res_blocks"]
+    torch.save(payload, path)
+    assert vu.load_checkpoint(path).config.res_blocks == 0
+
+
+def test_an_unknown_preset_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"presets exist for \['celeba', 'cifar10'"):
+        vu.VAEConfig.for_dataset("imagenet")

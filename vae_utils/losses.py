@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.distributions import ContinuousBernoulli
 
 from .config import LIKELIHOODS
+
+LOG_SCALE_MIN = -7.0  # discretized logistic: scales below e^-7 (a thousandth of a grey level) are clamped
 
 
 class LossTerms(NamedTuple):
@@ -31,35 +34,91 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     return kl_per_dim(mu, logvar).sum(dim=1)
 
 
-def check_unit_range(x: Tensor) -> None:
-    """Raise ValueError unless every value of x lies in [0, 1] (what the Bernoulli likelihood assumes)."""
+def check_unit_range(x: Tensor, likelihood: str = "bernoulli") -> None:
+    """Raise ValueError unless every value of x lies in [0, 1] (what every likelihood but the Gaussian assumes)."""
     lo, hi = torch.aminmax(x.detach())
     if lo < 0 or hi > 1 or not (torch.isfinite(lo) and torch.isfinite(hi)):
-        raise ValueError(f"images must lie in [0, 1] for the Bernoulli likelihood, got values in "
+        raise ValueError(f"images must lie in [0, 1] for the {likelihood} likelihood, got values in "
                          f"[{lo.item():.4g}, {hi.item():.4g}]; rescale them (e.g. x / 255) or normalise differently")
+
+
+def decoder_channels(likelihood: str, in_channels: int) -> int:
+    """Channels of the decoder's output: one parameter per sub-pixel, two (mean, log-scale) for the logistic."""
+    return 2 * in_channels if likelihood == "discretized-logistic" else in_channels
 
 
 def reconstruction_loss(
     x_logits: Tensor, x: Tensor, likelihood: str = "bernoulli", gaussian_std: float = 0.1, check_range: bool = True
 ) -> Tensor:
-    """-log p(x|z) per image, summed over pixels: (B,) in nats."""
+    """-log p(x|z) per image, summed over pixels: (B,) in nats.
+
+    - "bernoulli": BCE from logits (PyTorch's example's convention). A likelihood of binary images; on grey levels
+      it is not normalised, so its values are not log-likelihoods and have no bits/dim.
+    - "continuous-bernoulli": the normalised density on [0, 1] of Loaiza-Ganem & Cunningham (2019)
+      (`torch.distributions.ContinuousBernoulli`); nats of a density, which can be negative.
+    - "gaussian": N(x; sigmoid(logits), gaussian_std^2) per sub-pixel, a density.
+    - "discretized-logistic": the probability of each 8-bit sub-pixel value under a logistic with the decoder's
+      mean and learned scale, integrated over its bin (Salimans et al., 2017; Kingma et al., 2016); x_logits holds
+      (means, log-scales) on 2C channels. A discrete likelihood: bits/dim on the 256-level scale.
+    """
     if not isinstance(x_logits, Tensor) or not isinstance(x, Tensor):
         raise ValueError(f"expected two tensors (logits, images), got {type(x_logits).__name__} and "
                          f"{type(x).__name__}")
-    if x_logits.shape != x.shape:
-        raise ValueError(f"x_logits has shape {tuple(x_logits.shape)} but x has {tuple(x.shape)}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood={likelihood!r} is not allowed: expected one of {LIKELIHOODS}")
+    want = (x.shape[0], decoder_channels(likelihood, x.shape[1]), *x.shape[2:]) if x.dim() == 4 else x.shape
+    if tuple(x_logits.shape) != tuple(want):
+        raise ValueError(f"x_logits has shape {tuple(x_logits.shape)} but x has {tuple(x.shape)}"
+                         + (f"; {likelihood} needs {tuple(want)}" if tuple(want) != tuple(x.shape) else ""))
     x_logits, x = x_logits.float(), x.float()
+    if check_range and likelihood != "gaussian":
+        check_unit_range(x, likelihood)
     if likelihood == "bernoulli":
-        if check_range:
-            check_unit_range(x)
-        # BCE on grey levels (PyTorch's example's convention), stable from logits: softplus(l) - x * l.
-        nll = F.binary_cross_entropy_with_logits(x_logits, x, reduction="none")
+        nll = F.binary_cross_entropy_with_logits(x_logits, x, reduction="none")  # softplus(l) - x * l, stable
+    elif likelihood == "continuous-bernoulli":
+        nll = -ContinuousBernoulli(logits=x_logits, validate_args=False).log_prob(x)
     elif likelihood == "gaussian":
         # N(x; sigmoid(logits), std^2): a scaled squared error plus the normalising constant.
         nll = 0.5 * ((x - torch.sigmoid(x_logits)) / gaussian_std).pow(2) + math.log(gaussian_std * math.sqrt(2 * math.pi))
     else:
-        raise ValueError(f"likelihood={likelihood!r} is not allowed: expected one of {LIKELIHOODS}")
+        nll = -discretized_logistic_log_prob(x, *x_logits.chunk(2, dim=1))
     return nll.flatten(1).sum(dim=1)
+
+
+def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor, bins: int = 256) -> Tensor:
+    """log P(x) per sub-pixel for x in {0, 1/255, ..., 1} under a logistic(mean, exp(log_scale)) on [-1, 1] binned
+    into `bins` levels; the end bins take the tails (PixelCNN++, Salimans et al., 2017, Eq. 2). Nats, x's shape."""
+    y = 2 * x - 1  # [0, 1] -> [-1, 1]; bin half-width 1 / (bins - 1)
+    log_scale = log_scale.clamp(min=LOG_SCALE_MIN)
+    inv_scale = torch.exp(-log_scale)
+    half = 1.0 / (bins - 1)
+    plus, minus = inv_scale * (y - mean + half), inv_scale * (y - mean - half)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the lowest bin takes (-inf, edge]
+    log_sf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the highest bin takes [edge, inf)
+    # log (sigmoid(plus) - sigmoid(minus)) = log sigmoid(plus) + log sigmoid(-minus) + log(1 - e^(minus - plus)),
+    # stable for any scale (plus > minus always)
+    log_delta = log_cdf_plus + log_sf_minus + torch.log(-torch.expm1(minus - plus))
+    return torch.where(y < -1 + half / 2, log_cdf_plus, torch.where(y > 1 - half / 2, log_sf_minus, log_delta))
+
+
+def mean_image(x_logits: Tensor, likelihood: str = "bernoulli") -> Tensor:
+    """The mean of p(x|z) given the decoder's output: images (B, C, H, W) in [0, 1]."""
+    if likelihood == "continuous-bernoulli":
+        return ContinuousBernoulli(logits=x_logits.float(), validate_args=False).mean
+    if likelihood == "discretized-logistic":
+        mean, _ = x_logits.chunk(2, dim=1)
+        return (mean.clamp(-1, 1) + 1) / 2  # the logistic's mean, up to the clipping of the tails
+    return torch.sigmoid(x_logits)
+
+
+def bits_per_dim_defined(likelihood: str, binary_data: bool) -> Optional[str]:
+    """None when -log p(x) of this likelihood converts to bits/dim, else the reason it does not."""
+    if likelihood == "discretized-logistic" or (likelihood == "bernoulli" and binary_data):
+        return None
+    if likelihood == "bernoulli":
+        return "the Bernoulli of grey levels is not a normalised likelihood (binarize the data, or use the " \
+               "discretized-logistic likelihood)"
+    return f"the {likelihood} likelihood is a density on [0, 1], not a probability of 8-bit values"
 
 
 def vae_loss(out, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli", gaussian_std: float = 0.1,

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from .data import ImageDataset, iterate_batches
 from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
-from .losses import kl_per_dim, reconstruction_loss
+from .losses import bits_per_dim_defined, kl_per_dim, reconstruction_loss
 from .model import VAE
 
 LOG_2PI = math.log(2 * math.pi)
@@ -88,8 +88,16 @@ def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 20, s
         total += (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).sum()
         n += x.shape[0]
     nll = -total.item() / n
-    dims = math.prod(model.image_shape)
-    return {"iwae_nll": nll, "iwae_k": k, "bits_per_dim": nll / (dims * math.log(2))}
+    result = {"iwae_nll": nll, "iwae_k": k, "bits_per_dim": nll / (math.prod(model.image_shape) * math.log(2))}
+    undefined = bits_per_dim_defined(model.config.likelihood, is_binary(dataset))
+    if undefined:
+        result.update(bits_per_dim=None, bits_per_dim_note=f"no bits/dim: {undefined}")
+    return result
+
+
+def is_binary(dataset: Dataset) -> bool:
+    """True for an ImageDataset whose pixels are all 0 or 255 (binarized); other data sets count as not binary."""
+    return isinstance(dataset, ImageDataset) and bool(((dataset.images == 0) | (dataset.images == 255)).all())
 
 
 class LatentStats(NamedTuple):
@@ -143,6 +151,8 @@ def evaluation_report(model: VAE, test_data: ImageDataset, train_data: Optional[
                          "same size")
     report = dict(evaluate(model, test_data, seed=seed))
     report.update(iwae_nll(model, test_data, k=iwae_k, seed=seed))
+    if "bits_per_dim_note" in report:
+        notes.append(report.pop("bits_per_dim_note"))
     stats = latent_stats(model, test_data)
     report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                   kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()], n_test=len(test_data))
@@ -181,7 +191,8 @@ def format_report(report: dict) -> str:
              f"  -ELBO (k=1)          {report['neg_elbo']:8.2f} nats   (recon {report['recon']:.2f} + KL "
              f"{report['kl']:.2f})",
              f"  IWAE NLL (k={report['iwae_k']}){' ' * max(1, 8 - len(str(report['iwae_k'])))}"
-             f"{report['iwae_nll']:8.2f} nats = {report['bits_per_dim']:.4f} bits/dim",
+             f"{report['iwae_nll']:8.2f} nats" + ("" if report.get("bits_per_dim") is None else
+                                                  f" = {report['bits_per_dim']:.4f} bits/dim"),
              f"  active units         {report['active_units']:8d} of {report['latent_dim']}"]
     if "frechet_distance" in report:
         floor = report.get("frechet_distance_floor")

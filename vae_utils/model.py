@@ -7,13 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from .config import TrainConfig, VAEConfig
-from .losses import LossTerms, kl_warmup_factor, vae_loss
+from .losses import LossTerms, decoder_channels, kl_warmup_factor, mean_image, vae_loss
 
 
 class VAEOutput(NamedTuple):
     """What `VAE.forward` returns and `vae_loss` takes."""
 
-    x_logits: Tensor  # (B, C, H, W) decoder logits; sigmoid gives the mean image in [0, 1]
+    x_logits: Tensor  # decoder output: (B, C, H, W) logits, (B, 2C, H, W) for the logistic; see losses.mean_image
     mu: Tensor  # (B, latent_dim) posterior mean
     logvar: Tensor  # (B, latent_dim) posterior log-variance
     z: Tensor  # (B, latent_dim) one reparameterized sample
@@ -27,15 +27,28 @@ def feature_sizes(image_size: int, n_layers: int) -> list[int]:
     return sizes
 
 
+class ResBlock(nn.Module):
+    """x + conv3x3(SiLU(conv3x3(SiLU(x)))): depth at one resolution, the shape unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1),
+                                  nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 class Encoder(nn.Module):
     """Strided convolutions, then fully connected layers to (mu, logvar) of q(z|x)."""
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         widths = (config.in_channels, *config.channels)
-        self.convs = nn.Sequential(
-            *(layer for c_in, c_out in zip(widths, widths[1:]) for layer in (nn.Conv2d(c_in, c_out, 4, 2, 1), nn.SiLU()))
-        )
+        self.convs = nn.Sequential(*(
+            layer for c_in, c_out in zip(widths, widths[1:])
+            for layer in (nn.Conv2d(c_in, c_out, 4, 2, 1), nn.SiLU(), *(ResBlock(c_out) for _ in range(config.res_blocks)))
+        ))
         side = feature_sizes(config.image_size, len(config.channels))[-1]
         flat = config.channels[-1] * side * side
         hidden = [nn.Linear(flat, config.hidden_dim), nn.SiLU()] if config.hidden_dim else []
@@ -56,10 +69,11 @@ class Decoder(nn.Module):
         flat = config.channels[-1] * self.side * self.side
         hidden = [nn.Linear(config.latent_dim, config.hidden_dim), nn.SiLU()] if config.hidden_dim else []
         self.head = nn.Sequential(*hidden, nn.Linear(config.hidden_dim or config.latent_dim, flat), nn.SiLU())
-        widths = (*reversed(config.channels), config.in_channels)
+        widths = (*reversed(config.channels), decoder_channels(config.likelihood, config.in_channels))
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
             n_in, n_out = sizes[-1 - i], sizes[-2 - i]
+            layers.extend(ResBlock(c_in) for _ in range(config.res_blocks))
             # ConvTranspose2d(k=4, s=2, p=1) gives 2n; output_padding restores an odd size (7 -> 14 -> 28, 3 -> 7).
             layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=n_out - 2 * n_in))
             layers.append(nn.SiLU())
@@ -133,14 +147,14 @@ class VAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        """Decoder logits (B, C, H, W) for latents z (B, latent_dim)."""
+        """Decoder output for latents z (B, latent_dim): logits (B, C, H, W), or (B, 2C, H, W) for the logistic."""
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latents of shape (B, {self.latent_dim}), got {tuple(z.shape)}")
         return self.decoder(z)
 
     def decode(self, z: Tensor) -> Tensor:
         """Mean image (B, C, H, W) in [0, 1] of p(x|z)."""
-        return torch.sigmoid(self.decode_logits(z))
+        return mean_image(self.decode_logits(z), self.config.likelihood)
 
     def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> VAEOutput:
         """Encode, sample one z per image, decode: everything `vae_loss` needs."""
