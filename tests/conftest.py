@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,5 +65,113 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "user-cache"))  # trained classifiers
-    monkeypatch.setattr(data, "DATASETS", {k: (cls, ()) for k, (cls, _) in data.DATASETS.items()})
+    monkeypatch.setattr(data, "DATASETS", {k: replace(source, system_dirs=()) for k, source in data.DATASETS.items()})
     torch.manual_seed(0)
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch, n_per_batch: int = 8, seed: int = 0) -> dict:
+    """CIFAR-10's python release in miniature: pickled batches of (N, 3072) uint8 rows; torchvision's md5 list
+    is pointed at the files written here, so its real integrity check runs."""
+    import pickle
+
+    from torchvision import datasets
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n_per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"batch_label": name, "labels": labels, "data": data, "filenames": []}, f)
+        written[name] = (data, labels)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck"]}, f)
+    cls = datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[n, _md5(folder / n)] for n in names[:5]])
+    monkeypatch.setattr(cls, "test_list", [["test_batch", _md5(folder / "test_batch")]])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(folder / "batches.meta")})
+    return written
+
+
+def write_svhn(root: Path, monkeypatch: pytest.MonkeyPatch, n: int = 12, seed: int = 0) -> dict:
+    """SVHN's cropped digits in miniature: train/test_32x32.mat with X (32, 32, 3, N) and y in 1..10 (10 = digit 0)."""
+    from scipy.io import savemat
+    from torchvision import datasets
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    written, split_list = {}, dict(datasets.SVHN.split_list)
+    for split in ("train", "test"):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = rng.integers(1, 11, (n, 1)).astype(np.uint8)
+        path = root / f"{split}_32x32.mat"
+        savemat(path, {"X": x, "y": y})
+        written[split] = (x, y)
+        split_list[split] = [split_list[split][0], path.name, _md5(path)]
+    monkeypatch.setattr(datasets.SVHN, "split_list", split_list)
+    return written
+
+
+def write_celeba(root: Path, monkeypatch: pytest.MonkeyPatch, n: int = 12, size=(178, 218)) -> list[str]:
+    """CelebA's aligned-and-cropped release in miniature: JPEGs in img_align_celeba/ and the five text files that
+    torchvision's CelebA class reads, in their real layouts (partition 0 train, 1 valid, 2 test)."""
+    from PIL import Image
+    from torchvision import datasets
+
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = [f"{i:06d}.jpg" for i in range(1, n + 1)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+            folder / "img_align_celeba" / name, quality=90)
+    partition = [0] * (n - 6) + [1, 1, 2, 2, 2, 2]
+    attrs = ["5_o_Clock_Shadow", "Smiling"]
+    files = {
+        "list_eval_partition.txt": "".join(f"{f} {p}\n" for f, p in zip(names, partition)),
+        "identity_CelebA.txt": "".join(f"{f} {i + 1}\n" for i, f in enumerate(names)),
+        "list_attr_celeba.txt": f"{n}\n{' '.join(attrs)}\n" + "".join(f"{f} 1 -1\n" for f in names),
+        "list_bbox_celeba.txt": f"{n}\nimage_id x_1 y_1 width height\n" + "".join(f"{f} 1 2 3 4\n" for f in names),
+        "list_landmarks_align_celeba.txt": f"{n}\nlefteye_x lefteye_y\n" + "".join(f"{f} 69 109\n" for f in names),
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    file_list = [(fid, _md5(folder / fname) if fname in files else md5, fname)
+                 for fid, md5, fname in datasets.CelebA.file_list]
+    monkeypatch.setattr(datasets.CelebA, "file_list", file_list)
+    return names
+
+
+def write_image_folder(root: Path, flat: bool = False) -> list[Path]:
+    """PNGs and JPEGs of mixed sizes and modes (L, RGB, RGBA, P, 16-bit) in class sub-folders, or flat."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    made = []
+    modes = ["L", "RGB", "RGBA", "P", "I;16"]
+    for i in range(30):
+        cls = ("cats", "dogs", "owls")[i % 3]
+        folder = root if flat else root / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        w, h = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+        mode = modes[i % len(modes)]
+        if mode == "I;16":
+            img = Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+        else:
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
+        ext = ".jpg" if mode in ("L", "RGB") and i % 2 else ".png"
+        path = folder / f"img{i:03d}{ext}"
+        img.save(path)
+        made.append(path)
+    (root / "notes.txt").write_text("not an image")  # ignored
+    return made

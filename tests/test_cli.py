@@ -29,9 +29,10 @@ def test_bad_arguments_exit_with_a_one_line_message(idx_root, tmp_path):
 
 def test_an_unknown_dataset_lists_the_known_ones(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--dataset", "cifar10", "--out", str(tmp_path)])
+        main(["train", "--dataset", "cifar100", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "unknown data set 'cifar10': known data sets are ['fashion-mnist', 'mnist']" in capsys.readouterr().err
+    assert "unknown data set 'cifar100' (did you mean 'cifar10'?): known data sets are ['celeba'" in \
+        capsys.readouterr().err
 
 
 def test_evaluate_prints_the_paper_metrics_as_json(idx_root, tmp_path, capsys):

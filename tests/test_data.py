@@ -11,7 +11,12 @@ import torch
 
 import vae_utils as vu
 import vae_utils.data as data
-from conftest import IDX_NAMES, write_idx, write_mnist_like
+from conftest import IDX_NAMES, write_celeba, write_cifar10, write_idx, write_mnist_like, write_svhn
+
+
+def _system_copy_at(monkeypatch, folder):
+    source = data.DATASETS["fashion-mnist"]
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", data.Source(source.tv_class, 28, 1, (str(folder),)))
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -29,7 +34,7 @@ def test_loads_idx_files_kept_in_the_given_root(tmp_path, compress):
 
 def test_without_a_root_the_system_copy_is_found_and_unpacked_into_the_cache(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "usr-share", n_train=10)
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    _system_copy_at(monkeypatch, tmp_path / "usr-share")
     ds = vu.load_dataset("fashion-mnist", "train")
     assert len(ds) == 10
     # unpacked once into torchvision's layout under $VAE_DATA_DIR, each file stamped with its source
@@ -39,7 +44,7 @@ def test_without_a_root_the_system_copy_is_found_and_unpacked_into_the_cache(tmp
 
 def test_a_named_root_is_used_or_the_load_fails_without_falling_back(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "usr-share", n_train=10)
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    _system_copy_at(monkeypatch, tmp_path / "usr-share")
     with pytest.raises(FileNotFoundError, match="empty-root"):
         vu.load_dataset("fashion-mnist", "train", root=tmp_path / "empty-root", download=False)
 
@@ -48,7 +53,7 @@ def test_a_named_root_missing_one_file_names_it_instead_of_using_another_copy(tm
     write_mnist_like(tmp_path / "usr-share", n_train=10)
     write_mnist_like(tmp_path / "mine", n_train=12)
     (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    _system_copy_at(monkeypatch, tmp_path / "usr-share")
     with pytest.raises(FileNotFoundError, match=r"only part of fashion-mnist: \['t10k-labels-idx1-ubyte'\] missing"):
         vu.load_dataset("fashion-mnist", "train", root=tmp_path / "mine")
 
@@ -104,7 +109,7 @@ def test_processes_unpacking_the_same_fresh_folder_at_once_all_get_whole_data(tm
 def test_the_users_root_wins_over_the_system_location(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "usr-share", n_train=10)
     write_mnist_like(tmp_path / "mine", n_train=20)
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist", (data.datasets.FashionMNIST, (str(tmp_path / "usr-share"),)))
+    _system_copy_at(monkeypatch, tmp_path / "usr-share")
     assert len(vu.load_dataset("fashion-mnist", root=tmp_path / "mine")) == 20
 
 
@@ -122,9 +127,11 @@ def test_subset_takes_the_first_images(idx_root):
     assert len(sub) == 5 and torch.equal(sub.images, full.images[:5])
 
 
-def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"cifar.*\['fashion-mnist', 'mnist'\]"):
-        vu.load_dataset("cifar")
+def test_unknown_dataset_lists_the_known_ones_and_suggests_the_closest():
+    with pytest.raises(ValueError, match=r"'imagenet': known data sets are \['celeba', 'cifar10', 'fashion-mnist'"):
+        vu.load_dataset("imagenet")
+    with pytest.raises(ValueError, match=r"did you mean 'fashion-mnist'\?"):
+        vu.load_dataset("fashon-mnist")
 
 
 def test_unknown_split_is_a_value_error(idx_root):
@@ -181,3 +188,70 @@ def test_images_and_labels_of_different_lengths_are_refused(idx_root):
     write_idx(idx_root / "train-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8), compress=True)
     with pytest.raises(ValueError, match="64 images but 7 labels"):
         vu.load_dataset(root=idx_root)
+
+
+def test_cifar10_loads_through_torchvisions_class_as_rgb_uint8(tmp_path, monkeypatch):
+    written = write_cifar10(tmp_path / "root", monkeypatch)
+    train = vu.load_dataset("cifar10", "train", root=tmp_path / "root")
+    test = vu.load_dataset("CIFAR-10", "test", root=tmp_path / "root")
+    assert len(train) == 40 and len(test) == 8 and train.image_shape == (3, 32, 32)
+    data, labels = written["data_batch_1"]
+    assert torch.equal(train.images[0], torch.from_numpy(data[0]).view(3, 32, 32))  # the CHW layout of a row
+    assert train.labels[:8].tolist() == labels and train.classes[0] == "airplane"
+
+
+def test_a_corrupt_cifar10_batch_is_refused_by_the_checksum_with_what_to_do(tmp_path, monkeypatch):
+    write_cifar10(tmp_path / "root", monkeypatch)
+    (tmp_path / "root" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(FileNotFoundError, match="cifar10 train not found or corrupt.*cifar-10-batches-py/"):
+        vu.load_dataset("cifar10", root=tmp_path / "root", download=False)
+
+
+def test_svhn_loads_its_mat_files_with_digit_zero_as_label_zero(tmp_path, monkeypatch):
+    written = write_svhn(tmp_path / "root", monkeypatch)
+    ds = vu.load_dataset("svhn", "test", root=tmp_path / "root")
+    x, y = written["test"]
+    assert ds.image_shape == (3, 32, 32) and len(ds) == 12
+    assert torch.equal(ds.images[0], torch.from_numpy(x[..., 0]).permute(2, 0, 1))
+    assert ds.labels.tolist() == [int(v) % 10 for v in y[:, 0]]
+
+
+def test_celeba_takes_its_splits_from_the_partition_file_and_crops_as_the_papers_do(tmp_path, monkeypatch):
+    names = write_celeba(tmp_path / "root", monkeypatch)
+    train = vu.load_dataset("celeba", "train", root=tmp_path / "root", cache_dir=tmp_path / "cache")
+    test = vu.load_dataset("celeba", "test", root=tmp_path / "root", cache_dir=tmp_path / "cache")
+    assert len(train) == len(names) - 6 and len(test) == 4 and train.image_shape == (3, 64, 64)
+    assert not train.has_labels and train.classes is None
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    img = Image.open(tmp_path / "root" / "celeba" / "img_align_celeba" / names[0]).convert("RGB")
+    expected = TF.pil_to_tensor(TF.center_crop(TF.resize(TF.center_crop(img, [148, 148]), 64, antialias=True), [64, 64]))
+    assert torch.equal(train.images[0], expected)
+
+
+def test_celeba_without_its_partition_file_says_so(tmp_path, monkeypatch):
+    write_celeba(tmp_path / "root", monkeypatch)
+    (tmp_path / "root" / "celeba" / "list_eval_partition.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="list_eval_partition.txt is missing"):
+        vu.load_dataset("celeba", root=tmp_path / "root", download=False)
+
+
+def test_a_missing_data_set_says_which_files_to_put_where(tmp_path):
+    for name, files in (("cifar10", "cifar-10-batches-py/"), ("svhn", "train_32x32.mat"),
+                        ("celeba", "img_align_celeba/")):
+        with pytest.raises(FileNotFoundError, match=files):
+            vu.load_dataset(name, root=tmp_path / "empty", download=False)
+
+
+@pytest.mark.parametrize("image_size, channels", [(32, 3), (16, 1), (64, 1)])
+def test_image_size_and_channels_convert_any_set(idx_root, image_size, channels):
+    ds = vu.load_dataset("fashion-mnist", root=idx_root, image_size=image_size, channels=channels)
+    assert ds.image_shape == (channels, image_size, image_size) and ds.images.dtype == torch.uint8
+    assert len(ds) == 64 and ds.has_labels
+
+
+@pytest.mark.parametrize("kwargs, message", [({"image_size": 4}, "image_size=4"), ({"channels": 2}, "channels=2")])
+def test_bad_sizes_and_channels_are_refused(idx_root, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        vu.load_dataset("fashion-mnist", root=idx_root, **kwargs)

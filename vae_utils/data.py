@@ -1,4 +1,5 @@
-"""Data sets: MNIST-style IDX files found locally, on the system, or downloaded by torchvision."""
+"""Data sets as in-memory uint8 tensors: MNIST-style IDX files, CIFAR-10 and SVHN through torchvision's classes,
+CelebA and a folder of your own images decoded once into a cache (images.py)."""
 from __future__ import annotations
 
 import gzip
@@ -10,6 +11,8 @@ import shutil
 import struct
 import tempfile
 import zlib
+from dataclasses import dataclass, replace
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -17,19 +20,46 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import datasets
+from torchvision.datasets.folder import IMG_EXTENSIONS as IMAGE_TYPES
 from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.transforms.v2 import functional as TF
 
-# name -> (torchvision class, directories where OS packages install the upstream IDX files)
-DATASETS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "fashion-mnist": (datasets.FashionMNIST, ("/usr/share/datasets/fashion-mnist",)),
-    "mnist": (datasets.MNIST, ("/usr/share/datasets/mnist",)),
+from .images import Preprocess, decode_cached, list_images, test_split_mask
+
+
+@dataclass(frozen=True)
+class Source:
+    """A known data set: torchvision's class for it, its native image shape, and where its files come from."""
+
+    tv_class: Optional[type]  # torchvision's dataset class (None: a folder of image files)
+    image_size: int  # native side (a folder's default)
+    channels: int  # native channels (a folder's default)
+    system_dirs: tuple[str, ...] = ()  # where OS packages install the files
+    how_to_get: str = ""  # what to put where (ROOT stands for the data root)
+
+
+DATASETS: dict[str, Source] = {
+    "fashion-mnist": Source(datasets.FashionMNIST, 28, 1, ("/usr/share/datasets/fashion-mnist",),
+                            "on Debian/Ubuntu run `sudo apt-get install dataset-fashion-mnist`, or put the four "
+                            "*-ubyte(.gz) files of https://github.com/zalandoresearch/fashion-mnist in ROOT"),
+    "mnist": Source(datasets.MNIST, 28, 1, ("/usr/share/datasets/mnist",),
+                    "put the four *-ubyte(.gz) files of the MNIST release in ROOT, or run once with internet access"),
+    "cifar10": Source(datasets.CIFAR10, 32, 3, (),
+                      "put the folder cifar-10-batches-py/ of the python release (data_batch_1 ... data_batch_5, "
+                      "test_batch, batches.meta) in ROOT, or run once with internet access"),
+    "svhn": Source(datasets.SVHN, 32, 3, (),
+                   "put train_32x32.mat and test_32x32.mat (the cropped-digits release) in ROOT, or run once with "
+                   "internet access"),
+    "celeba": Source(datasets.CelebA, 64, 3, (),
+                     "put img_align_celeba/ (the aligned-and-cropped JPEGs) and list_eval_partition.txt, "
+                     "list_attr_celeba.txt, identity_CelebA.txt, list_bbox_celeba.txt, "
+                     "list_landmarks_align_celeba.txt in ROOT/celeba/ (torchvision's download from Google Drive "
+                     "often fails: fetch them by hand)"),
+    "folder": Source(None, 64, 3, (), "pass root=THE_FOLDER (--data-dir): images in class sub-folders or flat"),
 }
 SPLITS = ("train", "test")
-HOW_TO_GET = {
-    "fashion-mnist": "on Debian/Ubuntu run `sudo apt-get install dataset-fashion-mnist`, or put the four "
-    "*-ubyte(.gz) files of https://github.com/zalandoresearch/fashion-mnist in ROOT",
-    "mnist": "put the four *-ubyte(.gz) files of the MNIST release in ROOT, or run once with internet access",
-}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CELEBA_CROP = 148  # centre crop before resizing to 64x64, as PyTorch-VAE and most VAE papers do
 
 
 def default_root() -> Path:
@@ -40,12 +70,19 @@ def default_root() -> Path:
 class ImageDataset(Dataset):
     """Images held in memory as uint8 (N, C, H, W); items are (float image (C, H, W) in [0, 1], label)."""
 
-    def __init__(self, images: Tensor, labels: Tensor, name: str = "images") -> None:
+    def __init__(self, images: Tensor, labels: Optional[Tensor] = None, name: str = "images",
+                 classes: Optional[list[str]] = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        labels = torch.full((images.shape[0],), -1) if labels is None else torch.as_tensor(labels)
         if labels.shape != (images.shape[0],):
             raise ValueError(f"expected {images.shape[0]} labels, got shape {tuple(labels.shape)}")
-        self.images, self.labels, self.name = images, labels.long(), name
+        self.images, self.labels, self.name, self.classes = images, labels.long(), name, classes
+
+    @property
+    def has_labels(self) -> bool:
+        """True when every image has a class label (-1 marks an unlabelled image)."""
+        return len(self) > 0 and bool((self.labels >= 0).all())
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -67,30 +104,36 @@ class ImageDataset(Dataset):
         if n > len(self):
             raise ValueError(f"subset={n} but {self.name} holds {len(self)} images: pass at most {len(self)}, "
                              "or no subset for all of them")
-        return ImageDataset(self.images[:n], self.labels[:n], self.name)
+        return ImageDataset(self.images[:n], self.labels[:n], self.name, self.classes)
 
     def __repr__(self) -> str:
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
 
 
 def class_names(name: str) -> list[str]:
-    """The data set's class names in label order, e.g. 'T-shirt/top', 'Trouser', ... for Fashion-MNIST."""
-    return list(DATASETS[canonical_name(name)][0].classes)
+    """The data set's class names in label order, e.g. 'T-shirt/top', 'Trouser', ... ([] when it has none)."""
+    key = canonical_name(name)
+    if key in ("svhn", "cifar10"):
+        return [str(d) for d in range(10)] if key == "svhn" else list(CIFAR10_CLASSES)
+    return list(getattr(DATASETS[key].tv_class, "classes", []))
 
 
 def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     """Each pixel drawn once as Bernoulli(grey level) with a fixed seed: the binarized test sets of the literature."""
     generator = torch.Generator().manual_seed(seed)
     bits = torch.bernoulli(dataset.images.float() / 255, generator=generator)
-    return ImageDataset((bits * 255).to(torch.uint8), dataset.labels, f"{dataset.name}/binarized-seed{seed}")
+    return ImageDataset((bits * 255).to(torch.uint8), dataset.labels, f"{dataset.name}/binarized-seed{seed}",
+                        dataset.classes)
 
 
 def canonical_name(name: str) -> str:
-    """'FashionMNIST', 'fashion_mnist', 'Fashion-MNIST' -> 'fashion-mnist'; unknown names are a ValueError."""
+    """'FashionMNIST', 'fashion_mnist', 'CIFAR-10' -> 'fashion-mnist', 'cifar10'; unknown names are a ValueError."""
     key = str(name).lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist"}.get(key, key)
+    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}: known data sets are {sorted(DATASETS)}")
+        close = get_close_matches(key, DATASETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown data set {name!r}{hint}: known data sets are {sorted(DATASETS)}")
     return key
 
 
@@ -100,20 +143,50 @@ def load_dataset(
     root: Union[str, Path, None] = None,
     download: bool = True,
     subset: Optional[int] = None,
+    *,
+    image_size: Optional[int] = None,
+    channels: Optional[int] = None,
+    skip_bad_images: bool = False,
+    cache_dir: Union[str, Path, None] = None,
+    test_fraction: float = 0.1,
 ) -> ImageDataset:
     """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label).
 
-    A root you name is used or the load fails; without one, $VAE_DATA_DIR (default ~/.cache/vae_utils/data) and
-    then the system's copy are searched, then torchvision downloads it. Compressed files are unpacked once into a
-    cache that is checked against its source on every load.
+    Names: fashion-mnist, mnist, cifar10, svhn, celeba, folder (see DATASETS). A root you name is used or the load
+    fails; without one, $VAE_DATA_DIR (default ~/.cache/vae_utils/data) and then the system's copy are searched,
+    then torchvision downloads the set. image_size and channels (1 or 3) resize (short side, centre crop) and
+    convert; a folder's default is 64x64 RGB. CelebA and folders are decoded once into a cache under cache_dir
+    (default $VAE_DATA_DIR/decoded); a folder's test split is the test_fraction of files chosen by a hash of
+    their relative paths. skip_bad_images skips (and counts) files that cannot be decoded instead of failing.
     """
     key = canonical_name(name)
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed: expected one of {SPLITS}")
-    cls, system_dirs = DATASETS[key]
-    named = root is not None
-    if named and str(root).strip() == "":
-        raise ValueError("root is an empty string: name the folder that holds the IDX files, or pass None")
+    if root is not None and str(root).strip() == "":
+        raise ValueError("root is an empty string: name the folder that holds the data set, or pass None")
+    source = DATASETS[key]
+    size = source.image_size if image_size is None else image_size
+    n_channels = source.channels if channels is None else channels
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 512:
+        raise ValueError(f"image_size={image_size!r}: expected an integer from 8 to 512")
+    if n_channels not in (1, 3):
+        raise ValueError(f"channels={channels!r}: expected 1 (grey) or 3 (RGB)")
+    cache = Path(cache_dir) if cache_dir is not None else default_root() / "decoded"
+    preprocess = Preprocess(size, n_channels)
+    if key == "folder":
+        dataset = _load_folder(root, split, preprocess, cache, skip_bad_images, test_fraction)
+    elif key == "celeba":
+        dataset = _load_celeba(root, split, replace(preprocess, crop=CELEBA_CROP), cache, download, skip_bad_images)
+    else:
+        loader = _load_idx if key in ("mnist", "fashion-mnist") else _load_torchvision_arrays
+        dataset = _resized(loader(key, split, root, download), preprocess)
+    return dataset.subset(subset)
+
+
+def _load_idx(key: str, split: str, root: Union[str, Path, None], download: bool) -> ImageDataset:
+    """MNIST-style IDX files, checked and read by torchvision's IDX reader."""
+    source, named = DATASETS[key], root is not None
+    cls, system_dirs = source.tv_class, source.system_dirs
     root = Path(root) if named else default_root()
     tv_raw = root / cls.__name__ / "raw"  # torchvision's layout, where its downloads land
     names = _file_names(cls)
@@ -130,11 +203,11 @@ def load_dataset(
                                     ".gz) or remove the others")
     if found is None:
         if not download:
-            raise FileNotFoundError(_not_found(key, root, system_dirs, named, "download=False"))
+            raise FileNotFoundError(_not_found(key, root, named, "download=False"))
         try:
             cls(str(root), train=split == "train", download=True)
         except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
-            raise FileNotFoundError(_not_found(key, root, system_dirs, named, f"download failed: {err}")) from None
+            raise FileNotFoundError(_not_found(key, root, named, f"download failed: {err}")) from None
         found = _find_files(tv_raw, names)
     files = _unpacked(found, tv_raw if _writable(tv_raw) else default_root() / "unpacked" / _digest(root))
     prefix = "train" if split == "train" else "t10k"
@@ -142,7 +215,104 @@ def load_dataset(
         raise ValueError(f"{found[f'{prefix}-images-idx3-ubyte']} holds no images: the {split} split is empty")
     images = read_image_file(str(files[f"{prefix}-images-idx3-ubyte"])).unsqueeze(1)  # (N, 1, H, W) uint8
     labels = read_label_file(str(files[f"{prefix}-labels-idx1-ubyte"]))
-    return ImageDataset(images.contiguous(), labels, f"{key}/{split}").subset(subset)
+    return ImageDataset(images.contiguous(), labels, f"{key}/{split}", class_names(key))
+
+
+def _load_torchvision_arrays(key: str, split: str, root: Union[str, Path, None], download: bool) -> ImageDataset:
+    """CIFAR-10 or SVHN through torchvision's own class (its pickle / .mat readers and integrity checks)."""
+    source = DATASETS[key]
+    root = Path(root) if root is not None else default_root()
+    split_args = {"train": split == "train"} if key == "cifar10" else {"split": split}
+    try:
+        try:
+            tv = source.tv_class(str(root), **split_args, download=False)
+        except RuntimeError:  # "Dataset not found or corrupted"
+            if not download:
+                raise
+            tv = source.tv_class(str(root), **split_args, download=True)
+    except ImportError as err:  # SVHN's .mat files need scipy
+        raise ImportError(f"{key} needs {err.name or 'scipy'} to read its files: pip install scipy") from None
+    except Exception as err:  # not found, corrupt (md5), or the download failed offline
+        why = " ".join(str(err).split())[:200]
+        raise FileNotFoundError(f"{key} {split} not found or corrupt in {root} ({why}). To get it: "
+                                f"{source.how_to_get.replace('ROOT', str(root))}") from None
+    images = torch.as_tensor(tv.data)
+    images = images.permute(0, 3, 1, 2) if key == "cifar10" else images  # CIFAR is (N, H, W, C), SVHN (N, C, H, W)
+    labels = torch.as_tensor(tv.targets if key == "cifar10" else tv.labels)
+    return ImageDataset(images.contiguous(), labels, f"{key}/{split}", class_names(key))
+
+
+def _load_celeba(root: Union[str, Path, None], split: str, preprocess: Preprocess, cache: Path, download: bool,
+                 skip_bad: bool) -> ImageDataset:
+    """CelebA's aligned-and-cropped images of a split (list_eval_partition.txt), via torchvision's CelebA class."""
+    root = Path(root) if root is not None else default_root()
+    source = DATASETS["celeba"]
+    folder = root / "celeba"
+    if (folder / "img_align_celeba").is_dir() and not (folder / "list_eval_partition.txt").is_file():
+        raise FileNotFoundError(f"{folder / 'list_eval_partition.txt'} is missing: CelebA's splits come from it; "
+                                "put it beside img_align_celeba/")
+    try:
+        tv = datasets.CelebA(str(root), split=split, target_type=[], download=download)
+    except Exception as err:  # not found, a text file with the wrong checksum, or the download failed
+        why = " ".join(str(err).split())[:200]
+        raise FileNotFoundError(f"celeba not found or corrupt in {folder} ({why}). To get it: "
+                                f"{source.how_to_get.replace('ROOT', str(root))}") from None
+    images_dir = folder / "img_align_celeba"
+    files = [images_dir / f for f in tv.filename]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) of list_eval_partition.txt are missing from {images_dir} "
+                                f"(first: {missing[0].name}): unpack img_align_celeba.zip there")
+    decoded = decode_cached(images_dir, files, preprocess, cache, f"celeba-{split}", skip_bad)
+    return ImageDataset(decoded.images, None, f"celeba/{split}")
+
+
+def _load_folder(root: Union[str, Path, None], split: str, preprocess: Preprocess, cache: Path, skip_bad: bool,
+                 test_fraction: float) -> ImageDataset:
+    """Every image under root; class sub-folders give labels (torchvision's ImageFolder layout), flat gives none."""
+    if root is None:
+        raise ValueError("the folder data set needs root=THE_FOLDER (--data-dir): the folder that holds the images")
+    if not (isinstance(test_fraction, float) and 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction={test_fraction!r}: expected a number between 0 and 1")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: pass the folder that holds the images")
+    files = list_images(root)
+    if not files:
+        raise ValueError(f"{root} holds no images ({', '.join(e.lstrip('.') for e in IMAGE_TYPES)}): put them "
+                         "there, flat or in one sub-folder per class")
+    decoded = decode_cached(root, files, preprocess, cache, f"folder-{_digest(root)}", skip_bad)
+    in_test = test_split_mask(decoded.files, test_fraction)
+    keep = in_test if split == "test" else ~in_test
+    if not keep.any():
+        raise ValueError(f"the {split} split of {root} is empty ({len(decoded.files)} images, test_fraction="
+                         f"{test_fraction}): add images or change test_fraction")
+    classes, labels = _folder_labels(decoded.files)
+    labels = None if labels is None else labels[keep]
+    return ImageDataset(decoded.images[keep], labels, f"folder:{root.name}/{split}", classes)
+
+
+def _folder_labels(files: list[str]) -> tuple[Optional[list[str]], Optional[Tensor]]:
+    """Class names and labels from the first path component when every image sits in a sub-folder, else none."""
+    if not all("/" in f for f in files):
+        return None, None
+    classes = sorted({f.split("/", 1)[0] for f in files})
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, torch.tensor([index[f.split("/", 1)[0]] for f in files])
+
+
+def _resized(dataset: ImageDataset, preprocess: Preprocess) -> ImageDataset:
+    """The data set converted to preprocess.channels and resized (short side, centre crop) when they differ."""
+    images = dataset.images
+    if images.shape[1] != preprocess.channels:
+        images = images.repeat(1, 3, 1, 1) if preprocess.channels == 3 else TF.rgb_to_grayscale(images)
+    size = preprocess.image_size
+    if tuple(images.shape[2:]) != (size, size):
+        images = torch.cat([TF.center_crop(TF.resize(chunk, size, antialias=True), [size, size])
+                            for chunk in images.split(4096)])
+    if images is dataset.images:
+        return dataset
+    return ImageDataset(images.contiguous(), dataset.labels, dataset.name, dataset.classes)
 
 
 def _file_names(cls: type) -> list[str]:
@@ -240,9 +410,11 @@ def check_idx_file(path: Path, source: Optional[Path] = None) -> tuple[int, ...]
     return dims
 
 
-def _not_found(key: str, root: Path, system_dirs: tuple[str, ...], named: bool, why: str) -> str:
-    places = ", ".join(str(p) for p in (root, root / DATASETS[key][0].__name__ / "raw", *([] if named else system_dirs)))
-    return f"{key} not found in {places} ({why}). To get it: {HOW_TO_GET[key].replace('ROOT', str(root))}"
+def _not_found(key: str, root: Path, named: bool, why: str) -> str:
+    source = DATASETS[key]
+    places = ", ".join(str(p) for p in (root, root / source.tv_class.__name__ / "raw",
+                                         *([] if named else source.system_dirs)))
+    return f"{key} not found in {places} ({why}). To get it: {source.how_to_get.replace('ROOT', str(root))}"
 
 
 def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, order: Optional[Tensor] = None,

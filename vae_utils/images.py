@@ -1,0 +1,166 @@
+"""Image files to uint8 tensors: a folder of your own images and CelebA's JPEGs, decoded once with every core
+into a cached tensor file that is keyed by the file list (names, sizes, modification times) and the preprocessing.
+
+Nothing in the user's folder is ever written: the cache lives under $VAE_DATA_DIR/decoded (or `cache_dir`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from .checkpoints import atomic_torch_save
+
+CACHE_VERSION = 1  # bump when decoding changes, so old caches are decoded again
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How every image is turned into a square uint8 tensor."""
+
+    image_size: int  # side of the square output
+    channels: int  # 1 (grey) or 3 (RGB)
+    crop: Optional[int] = None  # centre crop of this side before resizing (CelebA: 148), None = no crop
+
+    def __call__(self, path: Path) -> Tensor:
+        """(C, S, S) uint8: mode converted, optionally centre-cropped, resized on the short side, centre-cropped."""
+        with Image.open(path) as img:
+            img.load()  # a truncated file fails here, not later
+            img = _convert(img, self.channels)
+        if self.crop is not None:
+            img = TF.center_crop(img, [self.crop, self.crop])
+        img = TF.resize(img, self.image_size, antialias=True)  # the short side becomes image_size
+        return TF.pil_to_tensor(TF.center_crop(img, [self.image_size, self.image_size]))
+
+
+@dataclass
+class Decoded:
+    """Decoded images and what they came from."""
+
+    images: Tensor  # (N, C, S, S) uint8
+    files: list[str]  # paths relative to the root, one per image
+    skipped: list[str]  # files that could not be decoded (with skip_bad=True)
+
+
+def list_images(root: Path) -> list[Path]:
+    """Every image file (PNG, JPEG, BMP, WebP, ...) under root, sorted by relative path; hidden folders skipped."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / n for n in names if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_dir: Path, name: str,
+                  skip_bad: bool = False) -> Decoded:
+    """The decoded images of files (under root), from the cache when it matches them and the preprocessing."""
+    key = _cache_key(root, files, preprocess)
+    path = cache_dir / f"{name}-{key[:20]}.pt"
+    if path.is_file():
+        cached = _read_cache(path, len(files), preprocess)
+        if cached is not None:
+            if cached.skipped and not skip_bad:
+                raise ValueError(f"{len(cached.skipped)} image(s) under {root} cannot be decoded (first: "
+                                 f"{cached.skipped[0]}); fix or remove them, or pass skip_bad_images=True")
+            return cached
+        print(f"vae_utils: the decoded cache {path} is unreadable; decoding the images again", file=sys.stderr)
+    decoded = decode(root, files, preprocess, skip_bad=True)
+    atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
+                       "skipped": decoded.skipped, "preprocess": vars(preprocess)}, path)
+    if decoded.skipped and not skip_bad:
+        raise ValueError(f"{len(decoded.skipped)} image(s) under {root} cannot be decoded (first: "
+                         f"{decoded.skipped[0]}); fix or remove them, or pass skip_bad_images=True")
+    if decoded.skipped:
+        print(f"vae_utils: skipped {len(decoded.skipped)} image(s) that cannot be decoded (first: "
+              f"{decoded.skipped[0]})", file=sys.stderr)
+    return decoded
+
+
+def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool = False) -> Decoded:
+    """Decode files with every core (a DataLoader's worker processes), with a progress bar."""
+    workers = min(os.cpu_count() or 1, 8) if len(files) >= 512 else 0
+    loader = torch.utils.data.DataLoader(_Files(files, preprocess), batch_size=64, num_workers=workers,
+                                         collate_fn=list)
+    images, kept, skipped = [], [], []
+    for batch in tqdm(loader, desc=f"decoding {len(files):,} images", unit="batch", leave=False):
+        for file, image, error in batch:
+            rel = file.relative_to(root).as_posix()
+            if image is None:
+                if not skip_bad:
+                    raise ValueError(f"{file} cannot be decoded ({error}): fix or remove it, or pass "
+                                     "skip_bad_images=True")
+                skipped.append(rel)
+            else:
+                images.append(image)
+                kept.append(rel)
+    if not images:
+        raise ValueError(f"none of the {len(files)} image file(s) under {root} could be decoded")
+    return Decoded(torch.stack(images), kept, skipped)
+
+
+def test_split_mask(files: list[str], test_fraction: float) -> Tensor:
+    """True for the files of the test split: a hash of each relative path, so adding files moves no old one."""
+    hashes = [int.from_bytes(hashlib.sha256(f.encode()).digest()[:8], "big") / 2**64 for f in files]
+    return torch.tensor([h < test_fraction for h in hashes], dtype=torch.bool)
+
+
+class _Files(torch.utils.data.Dataset):
+    def __init__(self, files: list[Path], preprocess: Preprocess) -> None:
+        self.files, self.preprocess = files, preprocess
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.files[i], self.preprocess(self.files[i]), None
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # truncated, corrupt, not an image
+            return self.files[i], None, " ".join(str(err).split())[:200]
+
+
+def _convert(img: Image.Image, channels: int) -> Image.Image:
+    """Any PIL mode (L, RGB, RGBA, P, LA, 16-bit, CMYK, ...) to L or RGB; transparency is composited on white."""
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey: scale the full range to 8 bits
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or array.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(array / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def _cache_key(root: Path, files: list[Path], preprocess: Preprocess) -> str:
+    listing = []
+    for f in files:
+        stat = f.stat()
+        listing.append((f.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
+    blob = json.dumps({"version": CACHE_VERSION, "root": str(root.resolve()), "files": listing,
+                       "preprocess": vars(preprocess)})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_cache(path: Path, n_files: int, preprocess: Preprocess) -> Optional[Decoded]:
+    """The cache's contents when they are whole and consistent, else None (it is then decoded again)."""
+    try:
+        data = torch.load(path, weights_only=True)
+        images, files, skipped = data["images"], list(data["files"]), list(data["skipped"])
+    except Exception:  # truncated, corrupt, or not ours
+        return None
+    shape = (len(files), preprocess.channels, preprocess.image_size, preprocess.image_size)
+    if (data.get("version") != CACHE_VERSION or not isinstance(images, Tensor) or images.dtype != torch.uint8
+            or tuple(images.shape) != shape or len(files) + len(skipped) != n_files):
+        return None
+    return Decoded(images, files, skipped)
