@@ -152,14 +152,14 @@ def write_celeba(root: Path, monkeypatch: pytest.MonkeyPatch, n: int = 12, size=
     return names
 
 
-def write_image_folder(root: Path, flat: bool = False) -> list[Path]:
+def write_image_folder(root: Path, flat: bool = False, n: int = 30) -> list[Path]:
     """PNGs and JPEGs of mixed sizes and modes (L, RGB, RGBA, P, 16-bit) in class sub-folders, or flat."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     made = []
     modes = ["L", "RGB", "RGBA", "P", "I;16"]
-    for i in range(30):
+    for i in range(n):
         cls = ("cats", "dogs", "owls")[i % 3]
         folder = root if flat else root / cls
         folder.mkdir(parents=True, exist_ok=True)

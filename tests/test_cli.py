@@ -197,3 +197,27 @@ def test_the_classifier_command_writes_into_the_user_cache_by_default(idx_root, 
     main(["classifier", "--data-dir", str(idx_root), "--epochs", "1", "--dataset", "mnist"])
     path = vu.features.cache_dir() / "classifiers" / "classifier-mnist.pt"
     assert json.loads(capsys.readouterr().out)["classifier"] == str(path) and path.is_file()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "celeba", "folder"])
+def test_every_data_set_trains_and_evaluates_from_the_command_line_on_its_real_file_format(name, tmp_path, monkeypatch,
+                                                                                            capsys):
+    from conftest import write_celeba, write_cifar10, write_image_folder, write_svhn
+
+    root = tmp_path / "data"
+    {"cifar10": write_cifar10, "svhn": write_svhn, "celeba": write_celeba,
+     "folder": lambda r, m: write_image_folder(r, n=120)}[name](root, monkeypatch)
+    out = tmp_path / "run"
+    extra = ["--image-size", "16"] if name == "folder" else []
+    main(["train", "--dataset", name, "--data-dir", str(root), "--epochs", "1", "--batch-size", "8", "--out", str(out),
+          "--quiet", *extra])
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = vu.read_checkpoint(out / "last.pt")["model_config"]
+    assert metrics["epochs"] == 1 and config["in_channels"] == 3
+    assert config["likelihood"] == "discretized-logistic" and config["image_size"] == (16 if name == "folder" else
+                                                                                     64 if name == "celeba" else 32)
+    capsys.readouterr()
+    main(["evaluate", str(out / "last.pt"), "--data-dir", str(root), "--iwae-k", "2", "--samples", "8"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["bits_per_dim"] > 0 and report["dataset"] == name
+    assert ("frechet_distance" in report) == (name != "celeba")  # CelebA has no class labels to train features on

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import TrainConfig, VAEConfig
-from .data import binarize, canonical_name, load_dataset
+from .config import PRESETS, TrainConfig, VAEConfig
+from .data import DATASETS, binarize, canonical_name, load_dataset
 from .features import (cache_dir, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
 from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
@@ -32,7 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     t = commands.add_parser("train", help="train a VAE; writes last.pt, best.pt and metrics.json into --out")
     d = TrainConfig()
-    t.add_argument("--dataset", help="fashion-mnist (default) or mnist")
+    t.add_argument("--dataset", help=f"one of {sorted(DATASETS)} (default fashion-mnist); each has a preset model")
+    t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "
+                                                 "a folder's 64)")
+    t.add_argument("--channels", type=int, choices=(1, 3), help="1 = grey, 3 = RGB (default: the set's own)")
+    t.add_argument("--likelihood", choices=("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic"),
+                   help="p(x|z) (default: the preset's: bernoulli for grey sets, discretized-logistic for colour)")
+    t.add_argument("--skip-bad-images", action="store_true", help="skip (and count) image files that cannot be "
+                                                                   "decoded instead of failing")
     t.add_argument("--data-dir", default=None, help="where the IDX files are kept (default: $VAE_DATA_DIR or ~/.cache/vae_utils/data)")
     t.add_argument("--out", required=True, help="output folder for checkpoints and metrics.json")
     t.add_argument("--epochs", type=int, help=f"total epochs (default {d.epochs}; with --resume: the run's own)")
@@ -60,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
     e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
     e.add_argument("--data-dir", default=None)
+    e.add_argument("--skip-bad-images", action="store_true")
     e.add_argument("--subset", type=int, default=None, help="score the first N test images only")
     e.add_argument("--samples", type=int, default=10_000, help=f"samples for the Fréchet distance (at most "
                                                                f"{MAX_SAMPLES:,})")
@@ -79,22 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's TrainConfig: a new run's defaults, or the resumed run's own settings, with the flags given."""
+    """The run's TrainConfig: a new run's preset for its data set, or the resumed run's own settings, with the
+    flags given (a resumed run refuses those that differ, in `train`)."""
     given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
     if args.binarized:
         given["binarize"] = True
+    model_flags = {k: v for k, v in (("latent_dim", args.latent_dim), ("likelihood", args.likelihood)) if v is not None}
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.resume is None:
-        model = VAEConfig(**({} if args.latent_dim is None else {"latent_dim": args.latent_dim}))
-        return TrainConfig(**given, epochs=TrainConfig.epochs if args.epochs is None else args.epochs, device=args.device or "auto",
-                           model=model)
+        name = canonical_name(args.dataset or "fashion-mnist")
+        base = TrainConfig.for_dataset(name) if name in PRESETS else TrainConfig(dataset=name)
+        model = base.model
+        if args.image_size is not None or args.channels is not None or name not in PRESETS:
+            native = DATASETS[name]
+            model = VAEConfig.for_images(args.image_size or native.image_size, args.channels or native.channels)
+        return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
+                       model=replace(model, **model_flags))
     saved = read_checkpoint(args.resume)
     try:
         config = TrainConfig.from_dict(saved["train_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{args.resume} holds no usable training config ({err}): it cannot be resumed") from None
-    model = config.model if args.latent_dim is None else replace(config.model, latent_dim=args.latent_dim)
-    return replace(config, **given, epochs=config.epochs if args.epochs is None else args.epochs, device=args.device or config.device,
-                   model=model)
+    shape = {k: v for k, v in (("image_size", args.image_size), ("in_channels", args.channels)) if v is not None}
+    return replace(config, **given, **epochs, device=args.device or config.device,
+                   model=replace(config.model, **model_flags, **shape))
 
 
 def run_train(args: argparse.Namespace) -> dict:
@@ -103,8 +119,7 @@ def run_train(args: argparse.Namespace) -> dict:
         raise ValueError("--out is empty: name an output folder")
     out = Path(args.out)
     config = train_config(args)
-    train_ds = load_dataset(config.dataset, "train", root=args.data_dir)
-    test_ds = load_dataset(config.dataset, "test", root=args.data_dir)
+    train_ds, test_ds = (_load(config.dataset, split, args, config.model) for split in ("train", "test"))
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     set_seed(config.seed)
@@ -142,18 +157,21 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     saved = read_checkpoint(args.checkpoint, map_location=device)
     model = model_from_checkpoint(saved, args.checkpoint, device, kind=VAE.kind)
     dataset = canonical_name(args.dataset or (saved.get("train_config") or {}).get("dataset", "fashion-mnist"))
-    train_ds = load_dataset(dataset, "train", root=args.data_dir)
-    full_test = load_dataset(dataset, "test", root=args.data_dir)
+    train_ds, full_test = (_load(dataset, split, args, model.config) for split in ("train", "test"))
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
-    classifier_path = args.classifier or default_classifier_path(dataset)
-    classifier, accuracy = load_or_train_classifier(classifier_path, train_ds, full_test, device=device)
+    classifier, about = None, {}
+    if train_ds.has_labels:  # the feature classifier learns from the labels
+        path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
+        classifier, accuracy = load_or_train_classifier(path, train_ds, full_test, device=device)
+        about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test)
+    if classifier is None:
+        report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
+                               "precision/recall or class histogram")
     print(format_report(report), file=sys.stderr)
-    return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report,
-            "classifier": str(classifier_path), "classifier_sha256": file_sha256(classifier_path),
-            "classifier_test_accuracy": accuracy}
+    return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report, **about}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:
@@ -185,6 +203,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = {k: v for k, v in result.items() if k not in ("config", "history")}
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _load(name: str, split: str, args: argparse.Namespace, model: VAEConfig):
+    """A split of the data set, at the model's image size and channels."""
+    return load_dataset(name, split, root=args.data_dir, image_size=model.image_size, channels=model.in_channels,
+                        skip_bad_images=args.skip_bad_images)
 
 
 def _finished_history(resume: Path, config: TrainConfig) -> Optional[list]:

@@ -289,7 +289,7 @@ def _load_folder(root: Union[str, Path, None], split: str, preprocess: Preproces
                          f"{test_fraction}): add images or change test_fraction")
     classes, labels = _folder_labels(decoded.files)
     labels = None if labels is None else labels[keep]
-    return ImageDataset(decoded.images[keep], labels, f"folder:{root.name}/{split}", classes)
+    return ImageDataset(decoded.images[keep], labels, f"folder:{root.name}-{_digest(root)[:8]}/{split}", classes)
 
 
 def _folder_labels(files: list[str]) -> tuple[Optional[list[str]], Optional[Tensor]]:

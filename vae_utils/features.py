@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Union
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import ClassifierConfig
-from .data import ImageDataset, canonical_name, iterate_batches
+from .data import DATASETS, ImageDataset, canonical_name, iterate_batches
 from .repro import autocast, resolve_precision
 
 FEATURES = 128  # size of the feature vector (the penultimate layer)
@@ -118,12 +119,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VAE_CACHE_DIR") or Path.home() / ".cache" / "vae_utils")
 
 
-def default_classifier_path(dataset: str) -> Path:
+def default_classifier_path(dataset: str, image_shape: Optional[tuple[int, ...]] = None) -> Path:
     """The classifier used for a data set: one the user trained (cache), else the one shipped with vae_utils.
 
     Never depends on the working directory; a data set with neither gets the cache path, where it is trained.
+    Images of another shape than the set's own (image_shape) get a classifier of their own.
     """
-    name = f"classifier-{canonical_name(dataset)}.pt"
+    name = dataset
+    if ":" not in dataset:  # a known set (a folder's name is "folder:NAME-DIGEST")
+        name = canonical_name(dataset)
+        source = DATASETS[name]
+        if image_shape is not None and tuple(image_shape) != (source.channels, source.image_size, source.image_size):
+            name += "-{}x{}x{}".format(*image_shape)
+    name = "classifier-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".pt"
     cached, shipped = cache_dir() / "classifiers" / name, SHIPPED_DIR / name
     return shipped if shipped.is_file() and not cached.is_file() else cached
 
@@ -136,7 +144,7 @@ def load_or_train_classifier(path: Union[str, Path, None], train_data: ImageData
     Training one is announced on stderr: Fréchet distances from different classifiers are not comparable.
     """
     dataset = train_data.name.split("/")[0]
-    path = Path(path) if path is not None else default_classifier_path(dataset)
+    path = Path(path) if path is not None else default_classifier_path(dataset, train_data.image_shape)
     if path.is_file():
         try:
             state = read_checkpoint(path, map_location=device)
