@@ -62,14 +62,18 @@ def plot_kl_per_dim(kl_per_dim: Tensor, active: Optional[Tensor] = None, ax: Opt
     return ax
 
 
-def plot_latent_projection(points: Tensor, labels: Tensor, class_names: Optional[Sequence[str]] = None,
-                           ax: Optional[plt.Axes] = None) -> plt.Axes:
-    """Scatter of 2-D latent points (N, 2) coloured by class."""
+def plot_latent_projection(points: Tensor, labels: Optional[Tensor] = None,
+                           class_names: Optional[Sequence[str]] = None, ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Scatter of 2-D latent points (N, 2), coloured by class when labels are given."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 5.5))
-    scatter = ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3, alpha=0.6)
-    names = class_names or [str(i) for i in range(int(labels.max()) + 1)]
-    ax.legend(scatter.legend_elements()[0], names, fontsize=7, markerscale=1.2, loc="best")
+    if labels is None:
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=3, alpha=0.6)
+    else:
+        scatter = ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=3,
+                             alpha=0.6)
+        names = class_names or [str(i) for i in range(int(labels.max()) + 1)]
+        ax.legend(scatter.legend_elements()[0], names, fontsize=7, markerscale=1.2, loc="best")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     return ax
