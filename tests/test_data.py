@@ -77,6 +77,13 @@ def test_a_read_only_data_folder_is_usable(tmp_path):
         os.chmod(tmp_path / "ro", 0o755)
 
 
+def test_a_named_data_folder_is_never_written(tmp_path):
+    write_mnist_like(tmp_path / "mine", n_train=10)
+    before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "mine").rglob("*"))
+    assert len(vu.load_dataset("fashion-mnist", root=tmp_path / "mine")) == 10
+    assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "mine").rglob("*")) == before
+
+
 def test_a_read_only_data_folder_is_unpacked_into_the_cache(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "ro", n_train=10)
     monkeypatch.setattr(data, "_writable", lambda folder: False)  # as for /usr/share without root rights
@@ -95,15 +102,16 @@ print(hashlib.sha256(ds.images.numpy().tobytes()).hexdigest())
 def test_processes_unpacking_the_same_fresh_folder_at_once_all_get_whole_data(tmp_path):
     arrays = write_mnist_like(tmp_path / "root", n_train=6000, n_test=10)
     expected = hashlib.sha256(arrays["train-images-idx3-ubyte"][:, None].tobytes()).hexdigest()
+    cache = data.default_root() / "unpacked"
     for trial in range(2):
-        for p in (tmp_path / "root" / "FashionMNIST").glob("raw/*"):
+        for p in cache.glob("*/*"):
             p.unlink()
         procs = [subprocess.Popen([sys.executable, "-c", TWO_LOADERS, str(tmp_path / "root")], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(3)]
         results = [p.communicate(timeout=120) for p in procs]
         assert [p.returncode for p in procs] == [0] * 3, [err for _, err in results]
         assert {out.strip() for out, _ in results} == {expected}
-        assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob(".*.tmp"))
+        assert not list(cache.glob("*/.*.tmp"))
 
 
 def test_the_users_root_wins_over_the_system_location(tmp_path, monkeypatch):

@@ -209,7 +209,9 @@ def _load_idx(key: str, split: str, root: Union[str, Path, None], download: bool
         except Exception as err:  # torchvision raises RuntimeError/URLError/OSError offline
             raise FileNotFoundError(_not_found(key, root, named, f"download failed: {err}")) from None
         found = _find_files(tv_raw, names)
-    files = _unpacked(found, tv_raw if _writable(tv_raw) else default_root() / "unpacked" / _digest(root))
+    # a root you name is never written: its .gz files are unpacked into the cache, as are read-only ones
+    cache = tv_raw if not named and _writable(tv_raw) else default_root() / "unpacked" / _digest(root)
+    files = _unpacked(found, cache)
     prefix = "train" if split == "train" else "t10k"
     if check_idx_file(files[f"{prefix}-images-idx3-ubyte"])[0] == 0:
         raise ValueError(f"{found[f'{prefix}-images-idx3-ubyte']} holds no images: the {split} split is empty")
