@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import PRESETS, TrainConfig, VAEConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
+from .distributed import init_from_env, is_main, launched_by_torchrun, local_device, shutdown
 from .features import (cache_dir, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
 from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
@@ -143,7 +144,8 @@ def run_train(args: argparse.Namespace) -> dict:
         "config": config.to_dict(),
         "history": history,
     }
-    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    if is_main():  # under torchrun, rank 0 writes
+        atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     return metrics
 
 
@@ -154,6 +156,9 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     if args.subset is not None:
         _check_range(args.subset, "--subset", PR_K + 1, 10**9)
     device = resolve_device(args.device)
+    if launched_by_torchrun():  # the test set is shared out and the sums reduced
+        init_from_env(device.type)
+        device = local_device(device)
     saved = read_checkpoint(args.checkpoint, map_location=device)
     model = model_from_checkpoint(saved, args.checkpoint, device, kind=VAE.kind)
     dataset = canonical_name(args.dataset or (saved.get("train_config") or {}).get("dataset", "fashion-mnist"))
@@ -170,7 +175,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     if classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
                                "precision/recall or class histogram")
-    print(format_report(report), file=sys.stderr)
+    if is_main():
+        print(format_report(report), file=sys.stderr)
     return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report, **about}
 
 
@@ -191,17 +197,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": run_train, "evaluate": run_evaluate, "classifier": run_classifier}
+    main_process = True
     try:
         result = commands[args.command](args)
+        main_process = is_main()
     except (ValueError, OSError) as err:  # bad input, missing data, unwritable output, a bad checkpoint
         parser.exit(2, f"error: {_one_line(err)}\n")
     except NonFiniteLossError as err:
         parser.exit(1, f"error: {_one_line(err)}\n")
     except TrainingInterrupted as err:
-        parser.exit(130, f"{err}\n")
+        parser.exit(130, f"{err}\n" if is_main() else None)
+    finally:
+        shutdown()
     if args.command == "train":
         result = {k: v for k, v in result.items() if k not in ("config", "history")}
-    print(json.dumps(result, indent=2))
+    if main_process:  # under torchrun, rank 0 prints
+        print(json.dumps(result, indent=2))
     return 0
 
 

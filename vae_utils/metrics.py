@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .data import ImageDataset, iterate_batches
+from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
 from .losses import bits_per_dim_defined, kl_per_dim, reconstruction_loss
 from .model import VAE
+from .repro import autocast, resolve_precision
 
 LOG_2PI = math.log(2 * math.pi)
 MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
@@ -32,6 +35,18 @@ def model_batches(model: nn.Module, dataset: Dataset, batch_size: int) -> Iterat
         model.train(was_training)
 
 
+def shared_batches(model: nn.Module, dataset: Dataset, batch_size: int, skip: Callable[[int], None]
+                   ) -> Iterator[Tensor]:
+    """model_batches, each process of a torchrun taking every world_size-th batch; skip(n) is called for the
+    batches of the others, to keep a random stream shared with them (and with a single process) in step."""
+    world, me = world_size(), rank()
+    for b, x in enumerate(model_batches(model, dataset, batch_size)):
+        if b % world == me:
+            yield x
+        else:
+            skip(len(x))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
     """The model's loss terms averaged over the data set, one z per image with a fixed seed (nats per image).
@@ -42,17 +57,28 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: i
     check_range = not isinstance(dataset, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
     sums: dict[str, Tensor] = {}
     n = 0
-    for x in model_batches(model, dataset, batch_size):
+    skip = getattr(model, "skip_noise", lambda n, generator: None)
+    for x in shared_batches(model, dataset, batch_size, lambda m: skip(m, generator)):
         terms = model.loss(x, generator=generator, check_range=check_range)
         for name, value in terms._asdict().items():
             sums[name] = sums.get(name, 0) + value.detach().double() * len(x)
         n += len(x)
+    if world_size() > 1:  # sums of nats and images over the ranks: every rank reports the same numbers
+        names = broadcast_object(list(sums))  # rank 0 always scores the first batch
+        packed = all_reduce_sum(torch.stack([torch.as_tensor(sums.get(k, 0.0), dtype=torch.float64,
+                                                             device=_device(model)) for k in names]
+                                            + [torch.tensor(float(n), dtype=torch.float64, device=_device(model))]))
+        sums, n = dict(zip(names, packed[:-1])), int(packed[-1])
     return {("neg_elbo" if name == "total" else name): value.item() / n for name, value in sums.items()}
 
 
 def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[torch.Generator] = None,
-                           chunk_images: int = 2048, check_range: bool = True) -> Tensor:
-    """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats."""
+                           chunk_images: int = 4096, check_range: bool = True, precision: str = "fp32") -> Tensor:
+    """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats.
+
+    One encoder pass; the decoder runs on chunks of chunk_images samples, in bf16 autocast with precision="bf16"
+    (the log-densities themselves are summed in fp32).
+    """
     mu, logvar = model.encode(x)  # (B, D)
     mu, logvar = mu.float(), logvar.float()
     B, D = mu.shape
@@ -66,7 +92,8 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
         z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)  # (B, c)
         log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (B, c)
-        logits = model.decode_logits(z.reshape(B * c, D))  # (B*c, C, H, W)
+        with autocast(mu.device, precision):
+            logits = model.decode_logits(z.reshape(B * c, D))  # (B*c, C, H, W)
         target = x.unsqueeze(1).expand(B, c, *x.shape[1:]).reshape(B * c, *x.shape[1:])
         log_px = -reconstruction_loss(logits, target, cfg.likelihood, cfg.gaussian_std, check_range).view(B, c)
         out[:, first:first + c] = log_px + log_prior - log_q
@@ -74,25 +101,43 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 20, seed: int = 0) -> dict[str, float]:
+def iwae_nll(model: VAE, dataset: Dataset, k: int = 100, batch_size: int = 20, seed: int = 0,
+             precision: str = "fp32", progress: bool = False) -> dict[str, float]:
     """-log p(x) estimated with k importance samples, averaged over the data set: nats per image and bits/dim.
 
     log p(x) >= E[log (1/k) sum_i w_i] (Burda et al., 2015, Eq. 8), computed with logsumexp; k=1 is the ELBO,
-    and the bound tightens as k grows.
+    and the bound tightens as k grows. precision="bf16" (or "auto": bf16 where the hardware has it) runs the
+    decoder in bf16 autocast, several times faster on CPUs with AMX/AVX-512-BF16 (README "Evaluation" gives the
+    difference it makes).
     """
     _check_count(k, "k", 1, MAX_IWAE_K, "importance samples")
+    precision = resolve_precision(precision, _device(model))
     generator = torch.Generator(device=_device(model)).manual_seed(seed)
     total, n = torch.zeros((), dtype=torch.float64, device=_device(model)), 0
-    for x in model_batches(model, dataset, batch_size):
-        log_w = log_importance_weights(model, x, k, generator, check_range=not isinstance(dataset, ImageDataset))
+    skip = lambda m: torch.randn((m, k, model.latent_dim), generator=generator, device=_device(model))  # noqa: E731
+    batches = shared_batches(model, dataset, batch_size, skip)
+    for x in tqdm(batches, total=-(-len(dataset) // (batch_size * world_size())), desc=f"IWAE k={k}",
+                  disable=not progress or not is_main(), leave=False):
+        log_w = log_importance_weights(model, x, k, generator, check_range=not isinstance(dataset, ImageDataset),
+                                       precision=precision)
         total += (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).sum()
         n += x.shape[0]
+    total, n = _summed(total, n)
     nll = -total.item() / n
-    result = {"iwae_nll": nll, "iwae_k": k, "bits_per_dim": nll / (math.prod(model.image_shape) * math.log(2))}
+    result = {"iwae_nll": nll, "iwae_k": k, "iwae_precision": precision,
+              "bits_per_dim": nll / (math.prod(model.image_shape) * math.log(2))}
     undefined = bits_per_dim_defined(model.config.likelihood, is_binary(dataset))
     if undefined:
         result.update(bits_per_dim=None, bits_per_dim_note=f"no bits/dim: {undefined}")
     return result
+
+
+def _summed(total: Tensor, n: int) -> tuple[Tensor, int]:
+    """(total, n) summed over the processes of a torchrun."""
+    if world_size() == 1:
+        return total, n
+    packed = all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64, device=total.device)]))
+    return packed[0], int(packed[1])
 
 
 def is_binary(dataset: Dataset) -> bool:
@@ -131,7 +176,8 @@ def active_units(model: VAE, dataset: Dataset, threshold: float = 0.01) -> int:
 @torch.no_grad()
 def evaluation_report(model: VAE, test_data: ImageDataset, train_data: Optional[ImageDataset] = None,
                       classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
-                      seed: int = 0, real_test: Optional[ImageDataset] = None) -> dict:
+                      seed: int = 0, real_test: Optional[ImageDataset] = None, iwae_precision: str = "fp32",
+                      progress: bool = False) -> dict:
     """-ELBO, IWAE NLL (nats, bits/dim), KL, active units; with a classifier also Fréchet distances,
     precision/recall and the class histogram of samples. All on test_data; train_data gives the floor.
 
@@ -150,14 +196,15 @@ def evaluation_report(model: VAE, test_data: ImageDataset, train_data: Optional[
                          f"noisy and biased (use at least {NOISY_BELOW:,}): compare them only between runs of the "
                          "same size")
     report = dict(evaluate(model, test_data, seed=seed))
-    report.update(iwae_nll(model, test_data, k=iwae_k, seed=seed))
+    report.update(iwae_nll(model, test_data, k=iwae_k, seed=seed, precision=iwae_precision, progress=progress))
     if "bits_per_dim_note" in report:
         notes.append(report.pop("bits_per_dim_note"))
     stats = latent_stats(model, test_data)
     report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                   kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()], n_test=len(test_data))
-    if classifier is not None:
-        report.update(_sample_quality(model, classifier, real_test, train_data, n_samples, seed))
+    if classifier is not None:  # computed once, on rank 0, under torchrun
+        quality = _sample_quality(model, classifier, real_test, train_data, n_samples, seed) if is_main() else None
+        report.update(broadcast_object(quality))
     report["notes"] = notes
     return report
 

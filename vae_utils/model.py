@@ -141,9 +141,19 @@ class VAE(nn.Module):
         self.check_input(x)
         return self.encoder(x)
 
-    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling, 2013, Sec. 2.4)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: Optional[torch.Generator] = None,
+                       batch_rows: Optional[tuple[int, int]] = None) -> Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I) (Kingma & Welling, 2013, Sec. 2.4).
+
+        batch_rows=(start, total): mu holds rows start... of a batch of `total` images split across processes;
+        the noise of the whole batch is drawn and these rows kept, so each image gets the noise one process would.
+        """
+        if batch_rows is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        else:
+            start, total = batch_rows
+            eps = torch.randn((total, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = eps[start:start + mu.shape[0]]
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode_logits(self, z: Tensor) -> Tensor:
@@ -156,22 +166,29 @@ class VAE(nn.Module):
         """Mean image (B, C, H, W) in [0, 1] of p(x|z)."""
         return mean_image(self.decode_logits(z), self.config.likelihood)
 
-    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> VAEOutput:
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None,
+                batch_rows: Optional[tuple[int, int]] = None) -> VAEOutput:
         """Encode, sample one z per image, decode: everything `vae_loss` needs."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, batch_rows)
         return VAEOutput(self.decoder(z), mu, logvar, z)
 
     def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
-             generator: Optional[torch.Generator] = None, check_range: bool = True) -> LossTerms:
+             generator: Optional[torch.Generator] = None, check_range: bool = True,
+             batch_rows: Optional[tuple[int, int]] = None) -> LossTerms:
         """Negative ELBO of images x, batch means in nats per image: LossTerms(total, recon, kl).
 
         With a training config the KL is weighted by config.beta times the KL warm-up factor after
         `epochs_done` (fractional) epochs; without one it is the plain ELBO (beta = 1), as evaluation scores it.
+        batch_rows: see `reparameterize` (set by `train` when several processes share a batch).
         """
         beta = 1.0 if config is None else config.beta * kl_warmup_factor(epochs_done, config.kl_warmup_epochs)
         c = self.config
-        return vae_loss(self(x, generator), x, beta, c.likelihood, c.gaussian_std, check_range)
+        return vae_loss(self(x, generator, batch_rows), x, beta, c.likelihood, c.gaussian_std, check_range)
+
+    def skip_noise(self, n: int, generator: Optional[torch.Generator] = None) -> None:
+        """Draw, and drop, the noise that `loss` would draw for n images: another process scores them."""
+        torch.randn((n, self.latent_dim), generator=generator, device=next(self.parameters()).device)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

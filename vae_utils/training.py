@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,8 @@ from .checkpoints import (CheckpointError, manifest, model_from_checkpoint, read
                           save_checkpoint)
 from .config import TrainConfig
 from .data import ImageDataset, dataset_checksum, dataset_image_shape, iterate_batches
+from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
+                          launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
 from .repro import autocast, get_rng_state, resolve_device, resolve_precision, set_rng_state, set_seed
 
@@ -105,14 +108,23 @@ class _Run:
     checksum: Optional[str]
     steps_per_epoch: int
     out_dir: Optional[Path]
+    objective: Callable = None  # model.loss, or the same through DistributedDataParallel under torchrun
 
     def checkpoint(self) -> dict:
+        """What a checkpoint holds besides the model; collective under torchrun (every rank's random state)."""
+        rng_states = gather_objects(get_rng_state())
         return dict(optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
-                    train_config=self.config.to_dict(), rng_state=get_rng_state(), data_checksum=self.checksum,
+                    train_config=self.config.to_dict(), rng_state=rng_states[0], rank_rng_states=rng_states,
+                    world_size=world_size(), data_checksum=self.checksum,
                     manifest={**manifest(), "data_sha256": self.checksum}, **self.state.to_checkpoint())
 
-    def save(self, name: str) -> Path:
-        return save_checkpoint(self.model, self.out_dir / name, **self.checkpoint())
+    def save(self, *names: str) -> Optional[Path]:
+        """Write the checkpoint under each name in turn, on rank 0 only; every rank must call it."""
+        payload, path = self.checkpoint(), None
+        if is_main():
+            for name in names:
+                path = save_checkpoint(self.model, self.out_dir / name, **payload)
+        return path
 
 
 def train(
@@ -137,6 +149,9 @@ def train(
     """
     config = replace(config or TrainConfig(model=model.config), model=model.config)
     device = resolve_device(config.device)
+    if launched_by_torchrun():
+        init_from_env(device.type)
+        device = local_device(device)
     _check_shapes(model, train_data, test_data)
     train_data = _subset(train_data, config.subset)
     checksum = dataset_checksum(train_data)
@@ -147,10 +162,18 @@ def train(
     optimizer = make_optimizer(model, config.lr)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
-               resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir)
-    with _OutputLock(out_dir):
-        if out_dir is not None:
-            prepare_output_dir(out_dir, model, resume, overwrite)
+               resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir, _objective(model))
+    progress = progress and is_main()
+    with _OutputLock(out_dir if is_main() else None):
+        error = None
+        if out_dir is not None and is_main():
+            try:
+                prepare_output_dir(out_dir, model, resume, overwrite)
+            except (OSError, ValueError) as err:
+                error = err
+        error = broadcast_object(error)  # every rank stops when rank 0 cannot write
+        if error is not None:
+            raise error
         if resume is not None:
             _resume(run, resume)
         else:
@@ -171,6 +194,8 @@ def train(
 def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool) -> Tensor:
     """Take the steps of run.state.epoch from run.state.step on; return the data order's state for the next epoch.
 
+    Under torchrun every rank walks the same global batches and takes its share of each (the global batch size is
+    config.batch_size); one all-reduce per step agrees on non-finite losses and signals and sums the loss terms.
     Raises TrainingInterrupted (after saving last.pt) on Ctrl-C/SIGTERM, NonFiniteLossError on a NaN/inf loss.
     """
     state, config = run.state, run.config
@@ -178,6 +203,7 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     order.set_state(state.order_state)
     permutation = torch.randperm(len(data), generator=order)
     check_range = not isinstance(data, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
+    world, me = world_size(), rank()
     start, interrupted = time.perf_counter(), None
     bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
                initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
@@ -187,22 +213,27 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
             state.step += 1
             x = x.contiguous(memory_format=torch.channels_last)
             if config.binarize:
-                x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time
+                x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time (whole global batch)
+            rows = shard(len(x), world, me)
+            n = rows.stop - rows.start  # an empty share computes one image with weight 0: DDP needs every rank
             epochs_done = state.epoch - 1 + state.step / run.steps_per_epoch  # for schedules such as KL warm-up
             with autocast(run.device, run.precision):
-                terms = run.model.loss(x, config, epochs_done, check_range=check_range)
-            if not torch.isfinite(terms.total):
+                terms = run.objective(x[rows] if n else x[:1], config, epochs_done, check_range=check_range,
+                                      batch_rows=(rows.start if n else 0, len(x)))
+            nonfinite, stopping = _agree(terms, n, stop, state)
+            if nonfinite:
                 if config.on_nonfinite == "skip":
                     state.skipped += 1
                     continue
                 raise NonFiniteLossError(_nonfinite_message(terms, run))
             run.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            # DDP averages gradients over ranks: weighting each rank's batch mean by its share makes that the
+            # gradient of the global batch mean, whatever the split
+            (terms.total if world == 1 else terms.total * (n * world / len(x))).backward()
             run.optimizer.step()
             run.scheduler.step()
-            state.add(terms, len(x))
-            if stop.signal is not None:
-                interrupted = stop.signal
+            if stopping:
+                interrupted = stop.signal or "a signal to another process"
                 break
     finally:
         state.seconds += time.perf_counter() - start
@@ -210,6 +241,31 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     if interrupted is not None:
         raise TrainingInterrupted(_interrupt(interrupted, run))
     return order.get_state()
+
+
+def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, bool]:
+    """(non-finite loss anywhere, a signal anywhere); adds the batch's terms to the sums unless non-finite.
+
+    One process: a host sync on the loss. Under torchrun: one all-reduce of the flags and the terms' sums, so
+    every rank takes the same decision and holds the same sums.
+    """
+    if world_size() == 1:
+        nonfinite = not torch.isfinite(terms.total)
+        if not nonfinite:
+            state.add(terms, n)
+        return nonfinite, stop.signal is not None
+    device = terms.total.device
+    values = (torch.stack([t.detach().double() for t in terms]) * n if n else
+              torch.zeros(len(terms), dtype=torch.float64, device=device))
+    flags = torch.tensor([n > 0 and not bool(torch.isfinite(terms.total)), stop.signal is not None, n],
+                         dtype=torch.float64, device=device)
+    packed = all_reduce_sum(torch.cat([flags, values]))  # on the device: nccl reduces CUDA tensors only
+    nonfinite, stopping = bool(packed[0] > 0), bool(packed[1] > 0)
+    if not nonfinite:
+        for name, value in zip(terms._fields, packed[3:]):
+            state.sums[name] = state.sums.get(name, 0) + value
+        state.images += int(packed[2])
+    return nonfinite, stopping
 
 
 def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Tensor) -> dict[str, float]:
@@ -229,9 +285,8 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
         raise NonFiniteLossError(f"after epoch {record['epoch']}, {what}: the last step broke the model "
                                  f"(lr={run.config.lr} too high?). {_last_good(run)}")
     if run.out_dir is not None:
-        if record.get("test_neg_elbo", math.inf) < best:
-            run.save("best.pt")  # before last.pt: a kill between the two never leaves best.pt behind last.pt
-        run.save("last.pt")
+        improved = record.get("test_neg_elbo", math.inf) < best
+        run.save(*(["best.pt"] if improved else []), "last.pt")  # best first: a kill between them leaves a good pair
     return record
 
 
@@ -240,7 +295,15 @@ def _resume(run: _Run, path: Union[str, Path]) -> None:
     saved = _read_resumable(path, run.model, run.config, run.checksum, run.device)
     run.optimizer.load_state_dict(saved["optimizer_state"])
     run.scheduler.load_state_dict(saved["scheduler_state"])  # the step reached; a longer run follows its new curve
-    set_rng_state(saved["rng_state"])
+    saved_world = saved.get("world_size", 1)
+    if saved_world == world_size():
+        set_rng_state(saved.get("rank_rng_states", [saved["rng_state"]])[rank()])
+    else:
+        set_rng_state(saved["rng_state"])
+        if is_main():
+            print(f"vae_utils: {path} was trained by {saved_world} process(es), this run has {world_size()}: it "
+                  "continues with the same global batch, but not bit-exactly (sums are reduced in another order)",
+                  file=sys.stderr)
     run.state = RunState.from_checkpoint(saved, run.device)
     run.model.train()
 
@@ -308,6 +371,26 @@ def format_record(record: dict[str, float], epochs: int) -> str:
     if record.get("skipped_steps"):
         line += f"  skipped {record['skipped_steps']} non-finite steps"
     return line + f"  [{record['train_seconds']:.1f} s]"
+
+
+class _Objective(nn.Module):
+    """The model's loss as a module's forward, so that DistributedDataParallel syncs its gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return self.model.loss(*args, **kwargs)
+
+
+def _objective(model: nn.Module) -> Callable:
+    """model.loss in one process; under torchrun, the same through DistributedDataParallel."""
+    if world_size() == 1:
+        return lambda *args, **kwargs: model.loss(*args, **kwargs)
+    device = next(model.parameters()).device
+    return torch.nn.parallel.DistributedDataParallel(_Objective(model),
+                                                     device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _bars_disabled() -> bool:
@@ -403,7 +486,8 @@ def _interrupt(signame: str, run: _Run) -> str:
     where = f"training stopped by {signame} at epoch {state.epoch}, step {state.step}/{run.steps_per_epoch}"
     if run.out_dir is None:
         return where + "; nothing was saved (pass out_dir to keep resumable checkpoints)"
-    path = run.save("last.pt")
+    run.save("last.pt")
+    path = run.out_dir / "last.pt"
     return (f"{where}; saved {path}. Resume with vu.train(..., resume='{path}') or "
             f"`python -m vae_utils train --resume {path} ...` (same data and settings)")
 
