@@ -133,3 +133,12 @@ def _script(folder, text):
     path = folder / "script.py"
     path.write_text(text)
     return str(path)
+
+
+def test_resuming_with_another_number_of_processes_continues_and_says_it_is_not_bit_exact(idx_root, tmp_path):
+    out = tmp_path / "run"
+    first = _run([*TORCHRUN, *_train_args(idx_root, out, 1)])
+    assert first.returncode == 0, _errors(first.stderr)
+    alone = _run([sys.executable, *_train_args(idx_root, out, 2, "--resume", str(out / "last.pt"))])
+    assert alone.returncode == 0 and "trained by 2 process(es), this run has 1" in alone.stderr
+    assert "not bit-exactly" in alone.stderr and json.loads(alone.stdout)["epochs"] == 2

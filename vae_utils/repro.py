@@ -17,9 +17,12 @@ def set_seed(seed: int) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; an unavailable device is a ValueError."""
+    """'auto' -> CUDA when available, else Apple's mps, else CPU; an unavailable device is a ValueError."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -29,8 +32,11 @@ def resolve_device(device: str = "auto") -> torch.device:
             raise ValueError(f"device={device!r} but this machine has no CUDA GPU: use 'cpu' or 'auto'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device={device!r} but this machine has no Apple GPU: use 'cpu' or 'auto'")
     elif dev.type != "cpu":
-        raise ValueError(f"device={device!r} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise ValueError(f"device={device!r} is not supported: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     return dev
 
 
@@ -49,6 +55,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "mps":
+        return "fp32"  # bf16 autocast on Apple GPUs is recent and partial
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
