@@ -161,3 +161,11 @@ def test_format_report_prints_the_bounds_and_skips_absent_sample_figures():
     text = vu.format_report(report)
     assert "-ELBO (k=1)" in text and "IWAE NLL (k=2)" in text and "bits/dim" in text and "active units" in text
     assert "Fréchet" not in text
+
+
+def test_iwae_in_bf16_stays_close_to_fp32_and_leaves_the_model_as_it_was():
+    model, data = vu.VAE(SMALL).eval(), blob_data(8)
+    exact = vu.iwae_nll(model, data, k=20, precision="fp32")
+    fast = vu.iwae_nll(model, data, k=20, precision="bf16")
+    assert fast["iwae_precision"] == "bf16" and fast["iwae_nll"] == pytest.approx(exact["iwae_nll"], abs=0.5)
+    assert model.decoder.deconvs[0].weight.is_contiguous()  # channels_last only while scoring
