@@ -274,3 +274,14 @@ def test_temporary_files_of_dead_processes_are_cleaned_at_the_start(tmp_path):
 def test_an_empty_output_folder_name_is_refused():
     with pytest.raises(ValueError, match="empty string"):
         vu.train(vu.VAE(SMALL), blob_data(), None, vu.TrainConfig(epochs=1, model=SMALL), out_dir="", progress=False)
+
+
+def test_fp16_trains_with_a_grad_scaler_and_resumes_bit_exactly(tmp_path):
+    straight, h_straight = _run(tmp_path, "straight", 2, precision="fp16", lr_schedule="constant")
+    _run(tmp_path, "split", 1, precision="fp16", lr_schedule="constant")
+    assert vu.read_checkpoint(tmp_path / "split" / "last.pt")["scaler_state"]["scale"] > 0
+    resumed, h_resumed = _run(tmp_path, "split", 2, resume=tmp_path / "split" / "last.pt", precision="fp16",
+                              lr_schedule="constant")
+    _same(straight, resumed)
+    assert _losses(h_straight) == _losses(h_resumed)
+    assert h_straight[-1]["train_loss"] < h_straight[0]["train_loss"]

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int, help=f"default {d.model.latent_dim}")
     t.add_argument("--seed", type=int, help=f"default {d.seed}")
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto")
     t.add_argument("--subset", type=int, help="train on the first N training images")
     t.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (e.g. OUT/last.pt); "
                    "settings come from it, and flags that differ from them are refused")

@@ -8,7 +8,7 @@ from typing import Any, Optional
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic")  # see losses.py
 CHANNEL_COUNTS = (1, 3)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "onecycle")
 ON_NONFINITE = ("stop", "skip")
 
@@ -89,7 +89,7 @@ class TrainConfig:
     binarize: bool = False  # dynamic binarization: each batch's pixels drawn as Bernoulli(grey level)
     seed: int = 0  # seeds torch, numpy, Python and the data order
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
-    precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, else fp32
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, fp16 + GradScaler on older GPUs, else fp32
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
     model: VAEConfig = field(default_factory=VAEConfig)

@@ -48,22 +48,22 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' on CUDA with bf16 support or a CPU with fast bf16, else 'fp32'."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision={precision!r} is not allowed: expected 'auto', 'fp32' or 'bf16'")
+    """'auto' -> 'bf16' on CUDA with bf16 support or a CPU with fast bf16, 'fp16' on older GPUs, else 'fp32'."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision={precision!r} is not allowed: expected 'auto', 'fp32', 'bf16' or 'fp16'")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"  # fp16 trains with a GradScaler
     if device.type == "mps":
         return "fp32"  # bf16 autocast on Apple GPUs is recent and partial
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
-    """Mixed-precision context for the forward pass: bf16 autocast, or nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """Mixed-precision context for the forward pass: bf16 or fp16 autocast, or nothing for fp32."""
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return nullcontext()
 
 

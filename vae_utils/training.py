@@ -109,11 +109,13 @@ class _Run:
     steps_per_epoch: int
     out_dir: Optional[Path]
     objective: Callable = None  # model.loss, or the same through DistributedDataParallel under torchrun
+    scaler: Optional[torch.amp.GradScaler] = None  # fp16 only: scales the loss so that small gradients survive
 
     def checkpoint(self) -> dict:
         """What a checkpoint holds besides the model; collective under torchrun (every rank's random state)."""
         rng_states = gather_objects(get_rng_state())
         return dict(optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+                    scaler_state=self.scaler.state_dict() if self.scaler is not None else {},
                     train_config=self.config.to_dict(), rng_state=rng_states[0], rank_rng_states=rng_states,
                     world_size=world_size(), data_checksum=self.checksum,
                     manifest={**manifest(), "data_sha256": self.checksum}, **self.state.to_checkpoint())
@@ -163,6 +165,8 @@ def train(
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
                resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir, _objective(model))
+    if run.precision == "fp16":
+        run.scaler = torch.amp.GradScaler(device.type)
     progress = progress and is_main()
     with _OutputLock(out_dir if is_main() else None):
         error = None
@@ -229,8 +233,14 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
             run.optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks: weighting each rank's batch mean by its share makes that the
             # gradient of the global batch mean, whatever the split
-            (terms.total if world == 1 else terms.total * (n * world / len(x))).backward()
-            run.optimizer.step()
+            loss = terms.total if world == 1 else terms.total * (n * world / len(x))
+            if run.scaler is None:
+                loss.backward()
+                run.optimizer.step()
+            else:  # fp16: a step whose gradients overflow is skipped and the scale lowered
+                run.scaler.scale(loss).backward()
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
             run.scheduler.step()
             if stopping:
                 interrupted = stop.signal or "a signal to another process"
@@ -295,6 +305,8 @@ def _resume(run: _Run, path: Union[str, Path]) -> None:
     saved = _read_resumable(path, run.model, run.config, run.checksum, run.device)
     run.optimizer.load_state_dict(saved["optimizer_state"])
     run.scheduler.load_state_dict(saved["scheduler_state"])  # the step reached; a longer run follows its new curve
+    if run.scaler is not None and saved.get("scaler_state"):
+        run.scaler.load_state_dict(saved["scaler_state"])
     saved_world = saved.get("world_size", 1)
     if saved_world == world_size():
         set_rng_state(saved.get("rank_rng_states", [saved["rng_state"]])[rank()])
