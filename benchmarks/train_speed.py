@@ -264,6 +264,11 @@ def main() -> None:
         print(f"{name:22}{m['train_seconds']:9.1f}{m['images_per_second']:9.0f}{m['peak_memory_mb']:9.0f}"
               f"{m['test_neg_elbo']:12.2f}{fmt(m['seconds_to_best_peer_elbo'], '11.1f')}"
               f"{fmt(m['elbo_at_fastest_peer_time'], '10.2f')}   {m['spread_train_seconds']}")
+    for name, rs in runs.items():  # compute efficiency, where FLOPs were counted (torch.utils.flop_counter)
+        if rs[0]["train_gflop_per_s"] is not None:
+            gflops = statistics.median(r["train_gflop_per_s"] for r in rs)
+            print(f"{name}: {gflops:.1f} GFLOP/s = {gflops / peaks[rs[0]['precision']]:.1%} of the "
+                  f"{rs[0]['precision']} matmul peak")
     ours = med["vae_utils-default"]
     ratios = {
         "train_time_vs_fastest_peer": ours["train_seconds"] / fastest,
