@@ -1,5 +1,4 @@
 """A folder of your own images: modes and sizes, labels from sub-folders, a stable split, a cache, bad files."""
-import os
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """The notebook works for any data set by changing one name: here a flat folder of colour images (no labels)."""
-import os
 from pathlib import Path
 
 import nbformat

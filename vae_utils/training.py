@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -18,19 +16,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
-from .checkpoints import (CheckpointError, manifest, model_from_checkpoint, read_checkpoint, remove_stale_temporaries,
-                          save_checkpoint)
+from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, dataset_checksum, dataset_image_shape, iterate_batches
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
+from .rundir import OutputLock, output_dir, prepare_output_dir
 from .repro import autocast, get_rng_state, resolve_device, resolve_precision, set_rng_state, set_seed
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks, one run per folder is then the user's care
-    fcntl = None
 
 History = list[dict[str, float]]
 CHANGEABLE_ON_RESUME = ("epochs", "device")  # every other TrainConfig field must match the run being continued
@@ -159,7 +152,7 @@ def train(
     checksum = dataset_checksum(train_data)
     if isinstance(train_data, ImageDataset):  # keep the whole data set on the device, as uint8
         train_data = ImageDataset(train_data.images.to(device), train_data.labels, train_data.name)
-    out_dir = _output_dir(out_dir)
+    out_dir = output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN
     optimizer = make_optimizer(model, config.lr)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
@@ -168,7 +161,7 @@ def train(
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
     progress = progress and is_main()
-    with _OutputLock(out_dir if is_main() else None):
+    with OutputLock(out_dir if is_main() else None):
         error = None
         if out_dir is not None and is_main():
             try:
@@ -345,34 +338,6 @@ def onecycle_factor(step: int, total: int, warmup: float = 0.1, start: float = 0
     return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def prepare_output_dir(out_dir: Path, model: nn.Module, resume: Union[str, Path, None] = None,
-                       overwrite: bool = False) -> None:
-    """Fail before training when out_dir cannot be written, lacks room, or holds another run; clean leftovers."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir, prefix=".write-test."):
-            pass
-    except OSError as err:
-        raise OSError(f"cannot write checkpoints to {out_dir}: {err.strerror or err}; "
-                      "choose a writable output folder") from err
-    # weights + Adam's two moments, in fp32, for last.pt, best.pt and one temporary file
-    need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + (16 << 20)
-    free = shutil.disk_usage(out_dir).free
-    if free < need:
-        raise OSError(f"only {free / 2**20:.0f} MiB free in {out_dir}, checkpoints need about {need / 2**20:.0f} MiB; "
-                      "free some space or choose another output folder")
-    remove_stale_temporaries(out_dir)
-    existing = [out_dir / name for name in ("last.pt", "best.pt") if (out_dir / name).exists()]
-    continuing = resume is not None and Path(resume).resolve().parent == out_dir.resolve()
-    if existing and not continuing:
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(p.name for p in existing)}): continue "
-                                  f"it with resume='{out_dir / 'last.pt'}' (--resume), replace it with overwrite=True "
-                                  "(--overwrite), or choose another output folder")
-        for path in existing:  # the old run's files must not mix with the new run's
-            path.unlink()
-
-
 def format_record(record: dict[str, float], epochs: int) -> str:
     """One line per epoch: train and test losses with their parts, in nats per image."""
     line = (f"epoch {record['epoch']:>3}/{epochs}  train {record['train_loss']:.2f} "
@@ -412,14 +377,6 @@ def _bars_disabled() -> bool:
 
 def _train_key(term: str) -> str:
     return "train_loss" if term == "total" else f"train_{term}"
-
-
-def _output_dir(out_dir: Union[str, Path, None]) -> Optional[Path]:
-    if out_dir is None:
-        return None
-    if str(out_dir).strip() == "":
-        raise ValueError("out_dir is an empty string: name a folder for the checkpoints (or None for none)")
-    return Path(out_dir)
 
 
 def _check_shapes(model: nn.Module, train_data: Dataset, test_data: Optional[Dataset]) -> None:
@@ -502,42 +459,6 @@ def _interrupt(signame: str, run: _Run) -> str:
     path = run.out_dir / "last.pt"
     return (f"{where}; saved {path}. Resume with vu.train(..., resume='{path}') or "
             f"`python -m vae_utils train --resume {path} ...` (same data and settings)")
-
-
-class _OutputLock:
-    """An exclusive lock on out_dir/train.lock for the run's duration: two runs never write one folder."""
-
-    def __init__(self, out_dir: Optional[Path]) -> None:
-        self.path = None if out_dir is None or fcntl is None else out_dir / "train.lock"
-        self.file = None
-
-    def __enter__(self) -> "_OutputLock":
-        if self.path is None:
-            return self
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a+")
-        except OSError as err:
-            raise OSError(f"cannot write checkpoints to {self.path.parent}: {err.strerror or err}; "
-                          "choose a writable output folder") from err
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
-        except OSError:
-            self.file.seek(0)
-            owner = self.file.read().strip() or "unknown"
-            self.file.close()
-            raise FileExistsError(f"another training process (pid {owner}) is writing to {self.path.parent}: wait "
-                                  "for it to finish or choose another output folder") from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.file is not None:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
 
 
 class _StopSignals:

@@ -1,0 +1,90 @@
+"""The output folder of a training run: checked before the first step, locked while the run writes to it."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+from torch import nn
+
+from .checkpoints import remove_stale_temporaries
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, one run per folder is then the user's care
+    fcntl = None
+
+
+def output_dir(out_dir: Union[str, Path, None]) -> Optional[Path]:
+    """out_dir as a Path (None stays None); an empty name is a ValueError, not the current folder."""
+    if out_dir is None:
+        return None
+    if str(out_dir).strip() == "":
+        raise ValueError("out_dir is an empty string: name a folder for the checkpoints (or None for none)")
+    return Path(out_dir)
+
+
+def prepare_output_dir(out_dir: Path, model: nn.Module, resume: Union[str, Path, None] = None,
+                       overwrite: bool = False) -> None:
+    """Fail before training when out_dir cannot be written, lacks room, or holds another run; clean leftovers."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".write-test."):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write checkpoints to {out_dir}: {err.strerror or err}; "
+                      "choose a writable output folder") from err
+    # weights + Adam's two moments, in fp32, for last.pt, best.pt and one temporary file
+    need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + (16 << 20)
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise OSError(f"only {free / 2**20:.0f} MiB free in {out_dir}, checkpoints need about {need / 2**20:.0f} MiB; "
+                      "free some space or choose another output folder")
+    remove_stale_temporaries(out_dir)
+    existing = [out_dir / name for name in ("last.pt", "best.pt") if (out_dir / name).exists()]
+    continuing = resume is not None and Path(resume).resolve().parent == out_dir.resolve()
+    if existing and not continuing:
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(p.name for p in existing)}): continue "
+                                  f"it with resume='{out_dir / 'last.pt'}' (--resume), replace it with overwrite=True "
+                                  "(--overwrite), or choose another output folder")
+        for path in existing:  # the old run's files must not mix with the new run's
+            path.unlink()
+
+
+class OutputLock:
+    """An exclusive lock on out_dir/train.lock for the run's duration: two runs never write one folder."""
+
+    def __init__(self, out_dir: Optional[Path]) -> None:
+        self.path = None if out_dir is None or fcntl is None else out_dir / "train.lock"
+        self.file = None
+
+    def __enter__(self) -> "OutputLock":
+        if self.path is None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as err:
+            raise OSError(f"cannot write checkpoints to {self.path.parent}: {err.strerror or err}; "
+                          "choose a writable output folder") from err
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if this process dies
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise FileExistsError(f"another training process (pid {owner}) is writing to {self.path.parent}: wait "
+                                  "for it to finish or choose another output folder") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
