@@ -16,7 +16,7 @@ from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, r
 from .config import PRESETS, TrainConfig, VAEConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device, shutdown
-from .features import (cache_dir, default_classifier_path, file_sha256, load_or_train_classifier,
+from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
 from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
 from .model import VAE
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
+def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
     """The run's TrainConfig: a new run's preset for its data set, or the resumed run's own settings, with the
     flags given (a resumed run refuses those that differ, in `train`)."""
     given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
@@ -107,7 +107,6 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             model = VAEConfig.for_images(args.image_size or native.image_size, args.channels or native.channels)
         return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
                        model=replace(model, **model_flags))
-    saved = read_checkpoint(args.resume)
     try:
         config = TrainConfig.from_dict(saved["train_config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -122,13 +121,14 @@ def run_train(args: argparse.Namespace) -> dict:
     if not args.out.strip():
         raise ValueError("--out is empty: name an output folder")
     out = Path(args.out)
-    config = train_config(args)
+    saved = read_checkpoint(args.resume) if args.resume is not None else None
+    config = train_config(args, saved)
     train_ds, test_ds = (_load(config.dataset, split, args, config.model) for split in ("train", "test"))
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     set_seed(config.seed)
     model = VAE(config.model)
-    finished = _finished_history(args.resume, config) if args.resume is not None else None
+    finished = _finished_history(saved, config) if saved is not None else None
     if finished is not None:  # killed after its last checkpoint: repair metrics.json instead of training
         print(f"{args.resume} has already trained {len(finished)} epochs; writing {out / 'metrics.json'} from it",
               file=sys.stderr)
@@ -187,7 +187,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
 def run_classifier(args: argparse.Namespace) -> dict:
     """Train the feature classifier anew and save it atomically; return its path and test accuracy."""
     dataset = canonical_name(args.dataset)
-    out = args.out or cache_dir() / "classifiers" / f"classifier-{dataset}.pt"
+    out = args.out or cached_classifier_path(f"classifier-{dataset}.pt")
     _check_range(args.epochs, "--epochs", 1, 1000)
     model, accuracy = train_classifier(load_dataset(dataset, "train", root=args.data_dir),
                                        load_dataset(dataset, "test", root=args.data_dir), epochs=args.epochs,
@@ -226,9 +226,9 @@ def _load(name: str, split: str, args: argparse.Namespace, model: VAEConfig):
                         skip_bad_images=args.skip_bad_images)
 
 
-def _finished_history(resume: Path, config: TrainConfig) -> Optional[list]:
+def _finished_history(saved: dict, config: TrainConfig) -> Optional[list]:
     """The resumed checkpoint's history when it already reaches config.epochs (nothing left to train)."""
-    history = read_checkpoint(resume).get("history") or []
+    history = saved.get("history") or []
     return history if history and len(history) == config.epochs else None
 
 

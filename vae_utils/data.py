@@ -211,9 +211,9 @@ def _load_idx(key: str, split: str, root: Union[str, Path, None], download: bool
         found = _find_files(tv_raw, names)
     # a root you name is never written: its .gz files are unpacked into the cache, as are read-only ones
     cache = tv_raw if not named and _writable(tv_raw) else default_root() / "unpacked" / _digest(root)
-    files = _unpacked(found, cache)
+    files, counts = _unpacked(found, cache)
     prefix = "train" if split == "train" else "t10k"
-    if check_idx_file(files[f"{prefix}-images-idx3-ubyte"])[0] == 0:
+    if counts[f"{prefix}-images-idx3-ubyte"] == 0:
         raise ValueError(f"{found[f'{prefix}-images-idx3-ubyte']} holds no images: the {split} split is empty")
     images = read_image_file(str(files[f"{prefix}-images-idx3-ubyte"])).unsqueeze(1)  # (N, 1, H, W) uint8
     labels = read_label_file(str(files[f"{prefix}-labels-idx1-ubyte"]))
@@ -335,8 +335,9 @@ def _find_files(folder: Path, names: list[str]) -> Optional[dict[str, Path]]:
     return found
 
 
-def _unpacked(found: dict[str, Path], cache: Path) -> dict[str, Path]:
-    """Checked, uncompressed IDX files: plain ones as they are, .gz ones unpacked into cache (kept while current)."""
+def _unpacked(found: dict[str, Path], cache: Path) -> tuple[dict[str, Path], dict[str, int]]:
+    """Checked, uncompressed IDX files (plain ones as they are, .gz ones unpacked into cache while current) and the
+    number of items each holds."""
     files, counts = {}, {}
     for name, src in found.items():
         dst = src if src.suffix != ".gz" else _unpack(src, cache / name)
@@ -347,7 +348,7 @@ def _unpacked(found: dict[str, Path], cache: Path) -> dict[str, Path]:
         if n_images != n_labels:
             raise ValueError(f"{found[f'{kind}-images-idx3-ubyte'].parent}: {kind} split has {n_images} images but "
                              f"{n_labels} labels; the files do not belong together")
-    return files
+    return files, counts
 
 
 def _unpack(src: Path, dst: Path) -> Path:

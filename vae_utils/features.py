@@ -119,6 +119,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VAE_CACHE_DIR") or Path.home() / ".cache" / "vae_utils")
 
 
+def cached_classifier_path(name: str) -> Path:
+    """Where a classifier trained by the user for `name` is kept (and looked for first)."""
+    return cache_dir() / "classifiers" / name
+
+
 def default_classifier_path(dataset: str, image_shape: Optional[tuple[int, ...]] = None) -> Path:
     """The classifier used for a data set: one the user trained (cache), else the one shipped with vae_utils.
 
@@ -132,7 +137,7 @@ def default_classifier_path(dataset: str, image_shape: Optional[tuple[int, ...]]
         if image_shape is not None and tuple(image_shape) != (source.channels, source.image_size, source.image_size):
             name += "-{}x{}x{}".format(*image_shape)
     name = "classifier-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".pt"
-    cached, shipped = cache_dir() / "classifiers" / name, SHIPPED_DIR / name
+    cached, shipped = cached_classifier_path(name), SHIPPED_DIR / name
     return shipped if shipped.is_file() and not cached.is_file() else cached
 
 
@@ -155,7 +160,7 @@ def load_or_train_classifier(path: Union[str, Path, None], train_data: ImageData
     else:
         why = f"there is none at {path}"
     if path.is_relative_to(SHIPPED_DIR):  # never write into the installed package
-        path = cache_dir() / "classifiers" / path.name
+        path = cached_classifier_path(path.name)
     print(f"vae_utils: training a feature classifier for {dataset} ({why}); it is saved to {path}. Fréchet "
           "distances are comparable only between runs that use the same classifier file.", file=sys.stderr)
     model, acc = train_classifier(train_data, test_data, epochs=epochs, device=device)

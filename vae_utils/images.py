@@ -68,17 +68,13 @@ def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_d
     """The decoded images of files (under root), from the cache when it matches them and the preprocessing."""
     key = _cache_key(root, files, preprocess)
     path = cache_dir / f"{name}-{key[:20]}.pt"
-    if path.is_file():
-        cached = _read_cache(path, len(files), preprocess)
-        if cached is not None:
-            if cached.skipped and not skip_bad:
-                raise ValueError(f"{len(cached.skipped)} image(s) under {root} cannot be decoded (first: "
-                                 f"{cached.skipped[0]}); fix or remove them, or pass skip_bad_images=True")
-            return cached
-        print(f"vae_utils: the decoded cache {path} is unreadable; decoding the images again", file=sys.stderr)
-    decoded = decode(root, files, preprocess, skip_bad=True)
-    atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
-                       "skipped": decoded.skipped, "preprocess": vars(preprocess)}, path)
+    decoded = _read_cache(path, len(files), preprocess) if path.is_file() else None
+    if decoded is None:
+        if path.is_file():
+            print(f"vae_utils: the decoded cache {path} is unreadable; decoding the images again", file=sys.stderr)
+        decoded = decode(root, files, preprocess, skip_bad=True)  # the cache records bad files too
+        atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
+                           "skipped": decoded.skipped, "preprocess": vars(preprocess)}, path)
     if decoded.skipped and not skip_bad:
         raise ValueError(f"{len(decoded.skipped)} image(s) under {root} cannot be decoded (first: "
                          f"{decoded.skipped[0]}); fix or remove them, or pass skip_bad_images=True")

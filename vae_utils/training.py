@@ -50,10 +50,10 @@ class RunState:
     seconds: float = 0.0  # training seconds of this epoch so far
     skipped: int = 0  # non-finite steps dropped this epoch (on_nonfinite="skip")
 
-    def add(self, terms, n: int) -> None:
-        """Accumulate a batch's loss terms (batch means) over its n images, without a host sync."""
-        for name, value in terms._asdict().items():
-            self.sums[name] = self.sums.get(name, 0) + value.detach().double() * n
+    def add(self, sums: dict[str, Tensor], n: int) -> None:
+        """Accumulate the loss terms summed over n images (float64 tensors), without a host sync."""
+        for name, value in sums.items():
+            self.sums[name] = self.sums.get(name, 0) + value
         self.images += n
 
     def finish_epoch(self, next_order_state: Tensor) -> dict[str, float]:
@@ -113,13 +113,12 @@ class _Run:
                     world_size=world_size(), data_checksum=self.checksum,
                     manifest={**manifest(), "data_sha256": self.checksum}, **self.state.to_checkpoint())
 
-    def save(self, *names: str) -> Optional[Path]:
+    def save(self, *names: str) -> None:
         """Write the checkpoint under each name in turn, on rank 0 only; every rank must call it."""
-        payload, path = self.checkpoint(), None
+        payload = self.checkpoint()
         if is_main():
             for name in names:
-                path = save_checkpoint(self.model, self.out_dir / name, **payload)
-        return path
+                save_checkpoint(self.model, self.out_dir / name, **payload)
 
 
 def train(
@@ -255,7 +254,7 @@ def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, 
     if world_size() == 1:
         nonfinite = not torch.isfinite(terms.total)
         if not nonfinite:
-            state.add(terms, n)
+            state.add({name: value.detach().double() * n for name, value in terms._asdict().items()}, n)
         return nonfinite, stop.signal is not None
     device = terms.total.device
     values = (torch.stack([t.detach().double() for t in terms]) * n if n else
@@ -265,9 +264,7 @@ def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, 
     packed = all_reduce_sum(torch.cat([flags, values]))  # on the device: nccl reduces CUDA tensors only
     nonfinite, stopping = bool(packed[0] > 0), bool(packed[1] > 0)
     if not nonfinite:
-        for name, value in zip(terms._fields, packed[3:]):
-            state.sums[name] = state.sums.get(name, 0) + value
-        state.images += int(packed[2])
+        state.add(dict(zip(terms._fields, packed[3:])), int(packed[2]))
     return nonfinite, stopping
 
 
