@@ -29,8 +29,10 @@ def model_kinds() -> dict[str, type]:
     """The model families a checkpoint can hold, by the `kind` it records."""
     from .features import FeatureClassifier
     from .model import VAE
+    from .prior import CodePrior
+    from .vqvae import VQVAE
 
-    return {cls.kind: cls for cls in (VAE, FeatureClassifier)}
+    return {cls.kind: cls for cls in (VAE, VQVAE, CodePrior, FeatureClassifier)}
 
 
 def save_checkpoint(model: nn.Module, path: PathLike, **training_state: Any) -> Path:

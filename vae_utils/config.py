@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic")  # see losses.py
 CHANNEL_COUNTS = (1, 3)
@@ -76,6 +76,105 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
+class VQVAEConfig:
+    """Architecture of the VQ-VAE (van den Oord et al., 2017): conv encoder to a grid of codes, EMA codebook."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    image_size: int = 28  # square images; each stride-2 conv halves it: 28 -> 14 -> 7, a 7x7 grid of codes
+    channels: tuple[int, ...] = (32, 64)  # stride-2 conv widths, encoder order
+    res_blocks: int = 1  # residual blocks at the grid's resolution, in the encoder and the decoder
+    codebook_size: int = 128  # K, entries of the codebook
+    code_dim: int = 16  # D, size of each entry (and of the encoder's output per grid cell)
+    commitment: float = 0.25  # beta of the commitment loss ||z_e - sg(e)||^2 (the paper's 0.25)
+    ema_decay: float = 0.99  # gamma of the exponential moving averages that update the codebook
+    ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts (no division by zero for unused codes)
+    dead_code_steps: int = 100  # a code no image used for this many training steps is restarted; 0 = never
+    likelihood: str = "bernoulli"  # p(x|codes), one of LIKELIHOODS (as the VAE's)
+    gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused otherwise
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.channels, (list, tuple)), "channels", self.channels, "a tuple of conv widths")
+        object.__setattr__(self, "channels", tuple(self.channels))
+        _check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        _check_int(self.image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        _check(len(self.channels) >= 1, "channels", self.channels, "at least one conv width")
+        for width in self.channels:
+            _check_int(width, "channels", 1, 4096)
+        _check(self.image_size >> len(self.channels) >= 1, "channels", self.channels,
+               f"at most {int(math.log2(self.image_size))} stride-2 convolutions for image_size={self.image_size}")
+        _check_int(self.res_blocks, "res_blocks", 0, 16)
+        _check_int(self.codebook_size, "codebook_size", 2, 65536)
+        _check_int(self.code_dim, "code_dim", 1, 4096)
+        _check(_is_number(self.commitment) and self.commitment >= 0 and math.isfinite(self.commitment),
+               "commitment", self.commitment, "a finite number >= 0")
+        _check(_is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
+               "a number in [0, 1)")
+        _check_positive(self.ema_epsilon, "ema_epsilon")
+        _check_int(self.dead_code_steps, "dead_code_steps", 0, 1 << 40)
+        _check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
+        _check_positive(self.gaussian_std, "gaussian_std")
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the grid of codes (image_size halved once per stride-2 conv, rounding down)."""
+        return self.image_size >> len(self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and `torch.load(weights_only=True)` safe)."""
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "VQVAEConfig":
+        """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True."""
+        return _from_dict(cls, data, complete)
+
+    @classmethod
+    def for_images(cls, image_size: int, in_channels: int, **overrides) -> "VQVAEConfig":
+        """Stride-2 stages down to a grid of at most 8x8 codes (7x7 for 28), the likelihood of the VAE's preset."""
+        _check_int(image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        stages = max(1, math.ceil(math.log2(image_size / 8)))  # 28 -> 2 (7x7), 32 -> 2 (8x8), 64 -> 3 (8x8)
+        colour = in_channels == 3
+        defaults = dict(in_channels=in_channels, image_size=image_size, channels=tuple(min(32 << i, 256) for i in
+                        range(stages)), codebook_size=512 if colour else 128, code_dim=32 if colour else 16,
+                        likelihood="discretized-logistic" if colour else "bernoulli")
+        return cls(**{**defaults, **overrides})
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """A causal transformer over a VQ-VAE's grid of codes, in raster order; it holds the VQ-VAE's config."""
+
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)  # the (frozen) VQ-VAE whose codes it models
+    width: int = 128  # model width of the transformer
+    layers: int = 4  # transformer blocks
+    heads: int = 4  # attention heads; must divide width
+    dropout: float = 0.1  # dropout in attention and MLP while training
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vqvae, dict):
+            object.__setattr__(self, "vqvae", VQVAEConfig.from_dict(self.vqvae, complete=True))
+        _check(isinstance(self.vqvae, VQVAEConfig), "vqvae", self.vqvae, "a VQVAEConfig")
+        _check_int(self.width, "width", 1, 8192)
+        _check_int(self.layers, "layers", 1, 64)
+        _check_int(self.heads, "heads", 1, 256)
+        _check(self.width % self.heads == 0, "heads", self.heads, f"a divisor of width={self.width}")
+        _check(_is_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON and `torch.load(weights_only=True)` safe)."""
+        return {**asdict(self), "vqvae": self.vqvae.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "PriorConfig":
+        """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True."""
+        return _from_dict(cls, data, complete)
+
+
+MODEL_CONFIGS = {"vae": VAEConfig, "vqvae": VQVAEConfig, "vqvae-prior": PriorConfig}  # by the model's `kind`
+ModelConfig = Union[VAEConfig, VQVAEConfig, PriorConfig]
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run: data, optimisation and reproducibility settings, plus the model."""
 
@@ -84,19 +183,25 @@ class TrainConfig:
     batch_size: int = 256  # images per Adam step; with lr 3e-3, the best test ELBO per CPU second we measured
     lr: float = 3e-3  # Adam's peak learning rate (Kingma & Ba defaults otherwise)
     lr_schedule: str = "onecycle"  # "onecycle": 10% linear warm-up, then cosine decay to lr/100; or "constant"
-    beta: float = 1.0  # weight of the KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
-    kl_warmup_epochs: int = 0  # beta rises linearly from 0 over this many epochs (0 = no warm-up)
+    beta: float = 1.0  # weight of the VAE's KL term; 1 is the vanilla VAE (Higgins et al. for beta != 1)
+    kl_warmup_epochs: int = 0  # the VAE's beta rises linearly from 0 over this many epochs (0 = no warm-up)
     binarize: bool = False  # dynamic binarization: each batch's pixels drawn as Bernoulli(grey level)
     seed: int = 0  # seeds torch, numpy, Python and the data order
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, fp16 + GradScaler on older GPUs, else fp32
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
-    model: VAEConfig = field(default_factory=VAEConfig)
+    model: ModelConfig = field(default_factory=VAEConfig)  # a VAEConfig, VQVAEConfig or PriorConfig
+    model_kind: str = ""  # set from `model` (a key of MODEL_CONFIGS); read only when `model` is a dict ("" = "vae")
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            object.__setattr__(self, "model", VAEConfig.from_dict(self.model))
+        if isinstance(self.model, dict):  # from JSON or a checkpoint: model_kind names its class
+            kind = self.model_kind or "vae"
+            _check(kind in MODEL_CONFIGS, "model_kind", self.model_kind, f"one of {sorted(MODEL_CONFIGS)}")
+            object.__setattr__(self, "model", MODEL_CONFIGS[kind].from_dict(self.model))
+        kind = next((k for k, c in MODEL_CONFIGS.items() if type(self.model) is c), None)
+        _check(kind is not None, "model", self.model, f"a model config ({', '.join(c.__name__ for c in MODEL_CONFIGS.values())})")
+        object.__setattr__(self, "model_kind", kind)
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset", self.dataset, "a data set name")
         _check_int(self.epochs, "epochs", 1, 100_000)
         _check_int(self.batch_size, "batch_size", 1, 1 << 20)

@@ -61,6 +61,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's tensor on every rank (in place; every rank passes one of the same shape and dtype)."""
+    if world_size() > 1:
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's obj on every rank."""
     if world_size() == 1:

@@ -52,7 +52,8 @@ def shared_batches(model: nn.Module, dataset: Dataset, batch_size: int, skip: Ca
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: int = 0) -> dict[str, float]:
     """The model's loss terms averaged over the data set, one z per image with a fixed seed (nats per image).
 
-    For a VAE: neg_elbo (beta = 1, whatever beta it was trained with), recon and kl.
+    For a VAE: neg_elbo (beta = 1, whatever beta it was trained with), recon and kl; `total` takes the name the
+    model gives it (`total_name`), e.g. prior_nll for a CodePrior.
     """
     generator = torch.Generator(device=_device(model)).manual_seed(seed)  # same noise every call
     check_range = not isinstance(dataset, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
@@ -70,7 +71,8 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: i
                                                              device=_device(model)) for k in names]
                                             + [torch.tensor(float(n), dtype=torch.float64, device=_device(model))]))
         sums, n = dict(zip(names, packed[:-1])), int(packed[-1])
-    return {("neg_elbo" if name == "total" else name): value.item() / n for name, value in sums.items()}
+    total_name = getattr(model, "total_name", "neg_elbo")
+    return {(total_name if name == "total" else name): value.item() / n for name, value in sums.items()}
 
 
 def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[torch.Generator] = None,

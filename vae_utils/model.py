@@ -85,6 +85,20 @@ class Decoder(nn.Module):
         return self.deconvs(h)  # (B, C, H, W) logits
 
 
+def check_images(model: nn.Module, x: Tensor) -> None:
+    """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches model.image_shape."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != model.image_shape:
+        want = "(B, {}, {}, {})".format(*model.image_shape)
+        raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
+                         f"build the {type(model).__name__} with matching in_channels/image_size or resize the data")
+    want = next(model.parameters()).dtype
+    if x.dtype != want:
+        hint = "divide uint8 images by 255" if not x.is_floating_point() else f"convert them with x.to({want})"
+        raise ValueError(f"expected {want} images in [0, 1] (the model's dtype), got dtype {x.dtype}; {hint}")
+
+
 def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
@@ -92,8 +106,10 @@ def _first_line(err: BaseException) -> str:
 class VAE(nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
-    kind = "vae"  # the family name checkpoints record (see checkpoints.MODEL_KINDS)
+    kind = "vae"  # the family name checkpoints record (see checkpoints.model_kinds)
     config_class = VAEConfig
+    total_name = "neg_elbo"  # how `evaluate` names the `total` term
+    best_metric = "neg_elbo"  # the test metric that picks best.pt
 
     def __init__(self, config: Optional[VAEConfig] = None, **overrides) -> None:
         super().__init__()
@@ -125,16 +141,7 @@ class VAE(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches the config."""
-        if not isinstance(x, Tensor):
-            raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            want = "(B, {}, {}, {})".format(*self.image_shape)
-            raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
-                             "build the VAE with matching in_channels/image_size or resize the data")
-        want = next(self.parameters()).dtype
-        if x.dtype != want:
-            hint = "divide uint8 images by 255" if not x.is_floating_point() else f"convert them with x.to({want})"
-            raise ValueError(f"expected {want} images in [0, 1] (the model's dtype), got dtype {x.dtype}; {hint}")
+        check_images(self, x)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (B, latent_dim), for images x (B, C, H, W) in [0, 1]."""

@@ -81,10 +81,10 @@ class RunState:
                    order_state=state["epoch_order_state"], sums=sums, images=state["partial_images"],
                    seconds=state["partial_seconds"], skipped=state["partial_skipped"])
 
-    @property
-    def best(self) -> float:
-        """Lowest test -ELBO so far (inf when none)."""
-        return min((h["test_neg_elbo"] for h in self.history if "test_neg_elbo" in h), default=math.inf)
+    def best(self, metric: str = "neg_elbo") -> float:
+        """Lowest test value of metric so far (inf when none): the -ELBO for a VAE (see the model's best_metric)."""
+        key = f"test_{metric}"
+        return min((h[key] for h in self.history if key in h), default=math.inf)
 
 
 @dataclass
@@ -135,13 +135,16 @@ def train(
 ) -> History:
     """Train with Adam on the model's loss; return one record per epoch (losses in nats per image).
 
+    Any model whose `loss(x, config, epochs_done, ...)` returns named terms with a `total` trains here: the VAE,
+    the VQ-VAE and its CodePrior; `best.pt` follows the model's `best_metric` on the test split.
+
     A fresh run seeds every random generator with config.seed first, so its result depends on the model's initial
     weights, the data and the config alone. With `out_dir`, `last.pt` is written atomically after every epoch
-    (and on Ctrl-C/SIGTERM) and `best.pt` whenever the test -ELBO improves; a folder that holds another run is
+    (and on Ctrl-C/SIGTERM) and `best.pt` whenever the test metric improves; a folder that holds another run is
     refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
     `config.epochs` epochs in total.
     """
-    config = replace(config or TrainConfig(model=model.config), model=model.config)
+    config = replace(config or TrainConfig(model=model.config), model=model.config)  # model_kind follows
     device = resolve_device(config.device)
     if launched_by_torchrun():
         init_from_env(device.type)
@@ -274,7 +277,8 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
     if state.images == 0:
         raise NonFiniteLossError(f"every step of epoch {state.epoch} had a non-finite loss and was skipped; the "
                                  f"model is broken or the data hold NaN/inf. {_last_good(run)}")
-    best = state.best
+    metric = getattr(run.model, "best_metric", "neg_elbo")
+    best = state.best(metric)
     record = state.finish_epoch(next_order_state)
     if test_data is not None:
         record.update({f"test_{k}": v for k, v in evaluate(run.model, test_data, seed=run.config.seed).items()})
@@ -285,7 +289,7 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
         raise NonFiniteLossError(f"after epoch {record['epoch']}, {what}: the last step broke the model "
                                  f"(lr={run.config.lr} too high?). {_last_good(run)}")
     if run.out_dir is not None:
-        improved = record.get("test_neg_elbo", math.inf) < best
+        improved = record.get(f"test_{metric}", math.inf) < best
         run.save(*(["best.pt"] if improved else []), "last.pt")  # best first: a kill between them leaves a good pair
     return record
 
@@ -336,12 +340,17 @@ def onecycle_factor(step: int, total: int, warmup: float = 0.1, start: float = 0
 
 
 def format_record(record: dict[str, float], epochs: int) -> str:
-    """One line per epoch: train and test losses with their parts, in nats per image."""
-    line = (f"epoch {record['epoch']:>3}/{epochs}  train {record['train_loss']:.2f} "
-            f"(recon {record['train_recon']:.2f}, kl {record['train_kl']:.2f})")
-    if "test_neg_elbo" in record:
-        line += (f"  test -ELBO {record['test_neg_elbo']:.2f} "
-                 f"(recon {record['test_recon']:.2f}, kl {record['test_kl']:.2f})")
+    """One line per epoch: train and test losses with their parts (nats per image), whatever the model's terms."""
+    def terms(prefix: str, total: str) -> str:
+        parts = [f"{k[len(prefix):]} {v:.2f}" for k, v in record.items() if k.startswith(prefix)
+                 and k not in (prefix + total, "train_seconds") and isinstance(v, float)]
+        return f"{record[prefix + total]:.2f}" + (f" ({', '.join(parts)})" if parts else "")
+
+    line = f"epoch {record['epoch']:>3}/{epochs}  train {terms('train_', 'loss')}"
+    test_total = next((k[5:] for k in record if k.startswith("test_")), None)
+    if test_total is not None:
+        name = "-ELBO" if test_total == "neg_elbo" else test_total
+        line += f"  test {name} {terms('test_', test_total)}"
     if record.get("skipped_steps"):
         line += f"  skipped {record['skipped_steps']} non-finite steps"
     return line + f"  [{record['train_seconds']:.1f} s]"
