@@ -1,4 +1,4 @@
-"""Command line: `python -m vae_utils train|evaluate|classifier ...`, the notebook's pipeline for terminals and jobs.
+"""Command line: `python -m vae_utils train|train-prior|evaluate|classifier ...`, the notebook's pipeline for jobs.
 
 stdout carries only the JSON result; progress, reports and notes go to stderr.
 """
@@ -13,26 +13,36 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import PRESETS, TrainConfig, VAEConfig
+from .config import PRESETS, PriorConfig, TrainConfig, VAEConfig, VQVAEConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device, shutdown
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
 from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
 from .model import VAE
+from .prior import CodePrior
+from .vq_metrics import format_vq_report, vq_report
+from .vqvae import VQVAE
+
+GENERATIVE_KINDS = (VAE.kind, VQVAE.kind, CodePrior.kind)  # what `evaluate` scores
 from .repro import resolve_device, set_seed
 from .training import NonFiniteLossError, TrainingInterrupted, train
 
 # train flags that map onto TrainConfig fields; None = not given (a new run takes the default, a resumed run its own)
 TRAIN_FLAGS = ("dataset", "batch_size", "lr", "beta", "seed", "precision", "subset", "kl_warmup_epochs")
+PRIOR_FLAGS = ("batch_size", "lr", "seed", "precision", "subset")
+PRIOR_EPOCHS, PRIOR_LR = 10, 1e-3  # the prior's defaults: a transformer wants a smaller step than the conv nets
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m vae_utils`."""
     parser = argparse.ArgumentParser(prog="python -m vae_utils", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("train", help="train a VAE; writes last.pt, best.pt and metrics.json into --out")
+    t = commands.add_parser("train", help="train a VAE or VQ-VAE; writes last.pt, best.pt and metrics.json into --out")
     d = TrainConfig()
+    t.add_argument("--model", choices=("vae", "vqvae"), default=None, help="vae (default) or vqvae (van den Oord et "
+                   "al., 2017; then `train-prior` makes it generative)")
+    t.add_argument("--codebook-size", type=int, help="VQ-VAE: entries of the codebook (default 128 grey, 512 colour)")
     t.add_argument("--dataset", help=f"one of {sorted(DATASETS)} (default fashion-mnist); each has a preset model")
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "
                                                  "a folder's 64)")
@@ -60,8 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = commands.add_parser("train-prior", help="train the causal-transformer prior over a trained VQ-VAE's codes "
+                                                "on its training data; writes last.pt, best.pt, metrics.json")
+    p.add_argument("vqvae", type=Path, nargs="?", default=None, help="the VQ-VAE checkpoint (e.g. OUT/best.pt); "
+                   "not needed with --resume")
+    p.add_argument("--out", required=True, help="output folder for the prior's checkpoints and metrics.json")
+    p.add_argument("--epochs", type=int, help=f"total epochs (default {PRIOR_EPOCHS}; with --resume: the run's own)")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate, default {PRIOR_LR}")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto")
+    p.add_argument("--subset", type=int, help="train on the first N training images")
+    p.add_argument("--data-dir", default=None, help="where the data set is kept (as for train)")
+    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--resume", type=Path, default=None, help="continue from this prior checkpoint (OUT/last.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that --out already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     e = commands.add_parser("evaluate", help="print -ELBO, IWAE NLL, bits/dim, KL, active units, Fréchet distance "
-                                             "as JSON")
+                                             "as JSON (for a VQ-VAE or its prior: recon, prior NLL, the bound, "
+                                             "codebook usage)")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--iwae-k", type=int, default=100, help=f"importance samples per test image (papers: 5000; at "
                                                             f"most {MAX_IWAE_K:,})")
@@ -69,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the IWAE decoder passes in bf16 where the hardware has it (auto), about 2x faster here and "
                         "within 0.001 nats of fp32 (README, Evaluation)")
     e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
+    e.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature for the "
+                                                                   "Fréchet distance (default 1: the prior itself)")
     e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--skip-bad-images", action="store_true")
@@ -96,38 +127,105 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
     given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
     if args.binarized:
         given["binarize"] = True
-    model_flags = {k: v for k, v in (("latent_dim", args.latent_dim), ("likelihood", args.likelihood)) if v is not None}
+    model_flags = {k: v for k, v in (("latent_dim", args.latent_dim), ("likelihood", args.likelihood),
+                                     ("codebook_size", args.codebook_size)) if v is not None}
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.resume is None:
+        kind = args.model or "vae"
         name = canonical_name(args.dataset or "fashion-mnist")
         base = TrainConfig.for_dataset(name) if name in PRESETS else TrainConfig(dataset=name)
         model = base.model
-        if args.image_size is not None or args.channels is not None or name not in PRESETS:
+        if kind == "vqvae":
+            model = VQVAEConfig.for_images(args.image_size or model.image_size if name in PRESETS else
+                                           args.image_size or DATASETS[name].image_size,
+                                           args.channels or (model.in_channels if name in PRESETS else
+                                                             DATASETS[name].channels))
+        elif args.image_size is not None or args.channels is not None or name not in PRESETS:
             native = DATASETS[name]
             model = VAEConfig.for_images(args.image_size or native.image_size, args.channels or native.channels)
         return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
-                       model=replace(model, **model_flags))
+                       model=_with_flags(model, model_flags))
     try:
         config = TrainConfig.from_dict(saved["train_config"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{args.resume} holds no usable training config ({err}): it cannot be resumed") from None
+    if args.model is not None and args.model != config.model_kind:
+        raise ValueError(f"--model {args.model}, but {args.resume} holds a {config.model_kind} run: resume it "
+                         "without --model")
     shape = {k: v for k, v in (("image_size", args.image_size), ("in_channels", args.channels)) if v is not None}
     return replace(config, **given, **epochs, device=args.device or config.device,
-                   model=replace(config.model, **model_flags, **shape))
+                   model=_with_flags(config.model, {**model_flags, **shape}))
+
+
+def _with_flags(model, flags: dict):
+    """The model config with the flags that apply to it; a flag of another family is an error."""
+    names = {f for f in type(model).__dataclass_fields__}
+    wrong = sorted(k for k in flags if k not in names)
+    if wrong:
+        flag = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise ValueError(f"{flag} does not apply to a {type(model).__name__} (use --model vae for --latent-dim, "
+                         "--model vqvae for --codebook-size)")
+    return replace(model, **flags)
+
+
+def prior_config(args: argparse.Namespace, vqvae_state: Optional[dict], saved: Optional[dict]) -> TrainConfig:
+    """The prior's TrainConfig: the VQ-VAE's data set and seed with the prior's defaults, or the resumed run's own."""
+    given = {name: getattr(args, name) for name in PRIOR_FLAGS if getattr(args, name) is not None}
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    if saved is not None:
+        try:
+            config = TrainConfig.from_dict(saved["train_config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{args.resume} holds no usable training config ({err}): it cannot be resumed"
+                                  ) from None
+        if config.model_kind != CodePrior.kind:
+            raise CheckpointError(f"{args.resume} holds a {config.model_kind} run, not a prior: resume it with "
+                                  "`train --resume`")
+        return replace(config, **given, **epochs, device=args.device or config.device)
+    vq_run = vqvae_state.get("train_config") or {}
+    base = dict(dataset=vq_run.get("dataset", "fashion-mnist"), seed=vq_run.get("seed", 0), lr=PRIOR_LR,
+                epochs=PRIOR_EPOCHS)
+    model = PriorConfig(vqvae=VQVAEConfig.from_dict(vqvae_state["model_config"], complete=True))
+    return TrainConfig(**{**base, **given, **epochs}, device=args.device or "auto", model=model)
 
 
 def run_train(args: argparse.Namespace) -> dict:
     """Train as the notebook does and write OUT/metrics.json; return the metrics."""
     if not args.out.strip():
         raise ValueError("--out is empty: name an output folder")
-    out = Path(args.out)
     saved = read_checkpoint(args.resume) if args.resume is not None else None
     config = train_config(args, saved)
-    train_ds, test_ds = (_load(config.dataset, split, args, config.model) for split in ("train", "test"))
+    set_seed(config.seed)
+    model = VQVAE(config.model) if config.model_kind == VQVAE.kind else VAE(config.model)
+    return _train_and_record(args, config, model, saved)
+
+
+def run_train_prior(args: argparse.Namespace) -> dict:
+    """Train a CodePrior over a VQ-VAE checkpoint's codes (or resume one) and write OUT/metrics.json."""
+    if not args.out.strip():
+        raise ValueError("--out is empty: name an output folder")
+    if (args.vqvae is None) == (args.resume is None):
+        raise ValueError("name the VQ-VAE checkpoint to train a prior for, or --resume a prior run (not both)")
+    saved = read_checkpoint(args.resume) if args.resume is not None else None
+    vq_state = read_checkpoint(args.vqvae) if args.vqvae is not None else None
+    config = prior_config(args, vq_state, saved)
+    set_seed(config.seed)
+    if vq_state is not None:
+        vqvae = model_from_checkpoint(vq_state, args.vqvae, kind=VQVAE.kind)
+        prior = CodePrior.for_vqvae(vqvae, **{k: v for k, v in config.model.to_dict().items() if k != "vqvae"})
+    else:
+        prior = CodePrior(config.model)  # its weights, the VQ-VAE's included, come from the resumed checkpoint
+    args.binarized = False
+    return _train_and_record(args, config, prior, saved)
+
+
+def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, saved: Optional[dict]) -> dict:
+    """Train model on config.dataset into args.out; write and return metrics.json's contents."""
+    out = Path(args.out)
+    image = model.config.vqvae if isinstance(model, CodePrior) else model.config
+    train_ds, test_ds = (_load(config.dataset, split, args, image) for split in ("train", "test"))
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
-    set_seed(config.seed)
-    model = VAE(config.model)
     finished = _finished_history(saved, config) if saved is not None else None
     if finished is not None:  # killed after its last checkpoint: repair metrics.json instead of training
         print(f"{args.resume} has already trained {len(finished)} epochs; writing {out / 'metrics.json'} from it",
@@ -137,13 +235,11 @@ def run_train(args: argparse.Namespace) -> dict:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
             history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.quiet)
-    last = history[-1]
     metrics = {
-        "test_neg_elbo": last["test_neg_elbo"],
-        "test_recon": last["test_recon"],
-        "test_kl": last["test_kl"],
+        **{k: v for k, v in history[-1].items() if k.startswith("test_")},
         "train_seconds": sum(h["train_seconds"] for h in history),
         "epochs": len(history),
+        "model_kind": config.model_kind,
         "config": config.to_dict(),
         "history": history,
     }
@@ -163,9 +259,14 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         init_from_env(device.type)
         device = local_device(device)
     saved = read_checkpoint(args.checkpoint, map_location=device)
-    model = model_from_checkpoint(saved, args.checkpoint, device, kind=VAE.kind)
+    if saved.get("kind") not in GENERATIVE_KINDS:
+        raise CheckpointError(f"{args.checkpoint} holds a {saved.get('kind')} checkpoint: evaluate scores "
+                              f"{', '.join(GENERATIVE_KINDS)} checkpoints (the last.pt or best.pt that training writes)")
+    model = model_from_checkpoint(saved, args.checkpoint, device)
+    vq = model.kind != VAE.kind
+    image = model.config.vqvae if isinstance(model, CodePrior) else model.config
     dataset = canonical_name(args.dataset or (saved.get("train_config") or {}).get("dataset", "fashion-mnist"))
-    train_ds, full_test = (_load(dataset, split, args, model.config) for split in ("train", "test"))
+    train_ds, full_test = (_load(dataset, split, args, image) for split in ("train", "test"))
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
     classifier, about = None, {}
@@ -173,14 +274,18 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
         classifier, accuracy = load_or_train_classifier(path, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
-    report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
-                               seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
-                               progress=is_main())
+    if vq:
+        report = vq_report(model, test_ds, train_ds, classifier, n_samples=args.samples, seed=args.seed,
+                           real_test=grey_test, temperature=args.temperature)
+    else:
+        report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
+                                   seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
+                                   progress=is_main())
     if classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
                                "precision/recall or class histogram")
     if is_main():
-        print(format_report(report), file=sys.stderr)
+        print((format_vq_report if vq else format_report)(report), file=sys.stderr)
     return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report, **about}
 
 
@@ -200,7 +305,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; bad input exits with status 2 and a one-line message, a diverged run with status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": run_train, "evaluate": run_evaluate, "classifier": run_classifier}
+    commands = {"train": run_train, "train-prior": run_train_prior, "evaluate": run_evaluate,
+                "classifier": run_classifier}
     main_process = True
     try:
         result = commands[args.command](args)
@@ -213,7 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.exit(130, f"{err}\n" if is_main() else None)
     finally:
         shutdown()
-    if args.command == "train":
+    if args.command in ("train", "train-prior"):
         result = {k: v for k, v in result.items() if k not in ("config", "history")}
     if main_process:  # under torchrun, rank 0 prints
         print(json.dumps(result, indent=2))

@@ -9,7 +9,6 @@ from torch.nn import functional as F
 
 from .config import PriorConfig, TrainConfig
 from .losses import reconstruction_loss
-from .model import check_images
 from .vqvae import VQVAE
 
 
@@ -97,7 +96,6 @@ class CodePrior(nn.Module):
              generator: Optional[torch.Generator] = None, check_range: bool = True,
              batch_rows: Optional[tuple[int, int]] = None) -> PriorTerms:
         """-log p(codes of x) under the prior, plus the VQ-VAE's -log p(x | codes) and their sum, the bound."""
-        check_images(self, x)
         with torch.no_grad():
             codes = self.vqvae.codes(x)
             c = self.vqvae.config

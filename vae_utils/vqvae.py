@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .config import TrainConfig, VQVAEConfig
-from .distributed import all_reduce_sum, broadcast_tensor, world_size
+from .distributed import all_reduce_sum, broadcast_tensor, gather_objects, world_size
 from .losses import decoder_channels, mean_image, reconstruction_loss
 from .model import ResBlock, check_images
 
@@ -92,7 +92,10 @@ class Codebook(nn.Module):
     @torch.no_grad()
     def restart(self, codes: Tensor, z: Tensor) -> None:
         """Move the entries of codes onto random rows of z (N, D), with an EMA count of 1 so that the next updates
-        pull them towards the images they win. Under torchrun the rows are drawn on rank 0 and broadcast."""
+        pull them towards the images they win. Under torchrun the rows come from the whole global batch (every
+        rank's z, gathered in rank order: the batch one process would see), drawn on rank 0 and broadcast."""
+        if world_size() > 1:
+            z = torch.cat([part.to(z.device) for part in gather_objects(z.detach().cpu())])
         rows = torch.randint(len(z), (len(codes),), device=z.device)
         fresh = broadcast_tensor(z[rows].float().contiguous())
         self.embedding[codes] = fresh
