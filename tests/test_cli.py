@@ -221,3 +221,37 @@ def test_every_data_set_trains_and_evaluates_from_the_command_line_on_its_real_f
     report = json.loads(capsys.readouterr().out)
     assert report["bits_per_dim"] > 0 and report["dataset"] == name
     assert ("frechet_distance" in report) == (name != "celeba")  # CelebA has no class labels to train features on
+
+
+def test_vqvae_then_its_prior_then_evaluate_from_the_command_line(idx_root, tmp_path, capsys):
+    vq, prior = tmp_path / "vq", tmp_path / "prior"
+    main(["train", "--model", "vqvae", "--codebook-size", "8", "--data-dir", str(idx_root), "--epochs", "1",
+          "--batch-size", "16", "--out", str(vq), "--quiet"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["model_kind"] == "vqvae" and {"test_recon", "test_commitment", "test_bound"} <= set(metrics)
+    assert vu.load_checkpoint(vq / "best.pt").config.codebook_size == 8
+    main(["train-prior", str(vq / "best.pt"), "--data-dir", str(idx_root), "--epochs", "1", "--batch-size", "16",
+          "--out", str(prior), "--quiet"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["model_kind"] == "vqvae-prior"
+    assert json.loads((prior / "metrics.json").read_text())["config"]["lr"] == 1e-3  # the prior's default
+    assert metrics["test_bound"] == pytest.approx(metrics["test_prior_nll"] + metrics["test_recon"], rel=1e-5)
+    main(["train-prior", "--resume", str(prior / "last.pt"), "--epochs", "2", "--data-dir", str(idx_root),
+          "--out", str(prior), "--quiet"])
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
+    main(["evaluate", str(prior / "best.pt"), "--data-dir", str(idx_root), "--samples", "40", "--classifier",
+          str(tmp_path / "clf.pt"), "--temperature", "0.8"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["prior"] == "learned" and report["temperature"] == 0.8 and report["n_test"] == 32
+    assert {"bound", "bound_uniform", "codes_used", "perplexity", "frechet_distance"} <= set(report)
+    assert "bound on -log p(x)" in captured.err
+
+
+def test_flags_of_the_other_family_are_refused(idx_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "vqvae", "--latent-dim", "3", "--data-dir", str(idx_root), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--latent-dim does not apply to a VQVAEConfig" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train-prior", "--out", str(tmp_path / "p")])
+    assert "name the VQ-VAE checkpoint" in capsys.readouterr().err

@@ -50,3 +50,16 @@ def test_unknown_device_is_a_value_error():
 def test_cuda_on_a_machine_without_one_is_a_value_error():
     with pytest.raises(ValueError, match="no CUDA GPU"):
         vu.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("model", [vu.VAEConfig(), vu.VQVAEConfig(codebook_size=64), vu.PriorConfig(width=32)])
+def test_a_train_config_round_trips_with_any_model_family(model):
+    config = vu.TrainConfig(model=model)
+    assert config.model_kind == {"VAEConfig": "vae", "VQVAEConfig": "vqvae", "PriorConfig": "vqvae-prior"}[
+        type(model).__name__]
+    assert vu.TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_train_config_saved_before_model_kind_existed_holds_a_vae():
+    old = {k: v for k, v in vu.TrainConfig().to_dict().items() if k != "model_kind"}
+    assert vu.TrainConfig.from_dict(old).model == vu.VAEConfig()

@@ -142,3 +142,17 @@ def test_resuming_with_another_number_of_processes_continues_and_says_it_is_not_
     alone = _run([sys.executable, *_train_args(idx_root, out, 2, "--resume", str(out / "last.pt"))])
     assert alone.returncode == 0 and "trained by 2 process(es), this run has 1" in alone.stderr
     assert "not bit-exactly" in alone.stderr and json.loads(alone.stdout)["epochs"] == 2
+
+
+def test_a_vqvae_codebook_is_the_same_on_two_processes_as_on_one(idx_root, tmp_path):
+    args = ["-m", "vae_utils", "train", "--model", "vqvae", "--codebook-size", "16", "--data-dir", str(idx_root),
+            "--epochs", "2", "--subset", "41", "--batch-size", "16", "--precision", "fp32", "--quiet"]
+    one = _run([sys.executable, *args, "--out", str(tmp_path / "one")])
+    two = _run([*TORCHRUN, *args, "--out", str(tmp_path / "two")])
+    assert one.returncode == 0 and two.returncode == 0, _errors(two.stderr)
+    b1 = vu.load_checkpoint(tmp_path / "one" / "last.pt").codebook.state_dict()
+    b2 = vu.load_checkpoint(tmp_path / "two" / "last.pt").codebook.state_dict()
+    # EMA counts and sums all-reduced, the data-dependent initial entries drawn from the whole global batch
+    assert torch.equal(b1["idle_steps"], b2["idle_steps"])
+    for key in ("embedding", "ema_count", "ema_sum"):
+        assert torch.allclose(b1[key], b2[key], atol=1e-4, rtol=1e-4), key
