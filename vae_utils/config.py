@@ -227,6 +227,15 @@ class TrainConfig:
         return _from_dict(cls, data, complete)
 
     @classmethod
+    def recipe(cls, name: str, **overrides) -> "TrainConfig":
+        """A named recipe of RECIPES (e.g. "long": paper-comparable likelihoods on binarized Fashion-MNIST)."""
+        if name not in RECIPES:
+            raise ValueError(f"no recipe {name!r}: recipes are {sorted(RECIPES)}")
+        recipe = RECIPES[name]
+        model = overrides.pop("model", VAEConfig(**recipe["model"]))
+        return cls(**{**recipe["train"], **overrides, "model": model})
+
+    @classmethod
     def for_dataset(cls, name: str, **overrides) -> "TrainConfig":
         """A run of the data set's preset: its model, batch size and learning rate; overrides win."""
         preset = _preset(name)
@@ -245,6 +254,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                                                                       "lr": 2e-3}},
     "celeba": {"model": {"image_size": 64, "in_channels": 3}, "train": {"dataset": "celeba", "batch_size": 128,
                                                                         "lr": 2e-3}},
+}
+
+
+# Longer runs for paper-comparable likelihoods (README "Evaluation"; benchmarks/long_binarized.py measures them).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "long": {"model": dict(channels=(32, 64), res_blocks=1, latent_dim=64, hidden_dim=512),
+             "train": dict(dataset="fashion-mnist", binarize=True, epochs=40, batch_size=256, lr=2e-3)},
 }
 
 

@@ -226,13 +226,13 @@ def evaluation_report(model: VAE, test_data: ImageDataset, train_data: Optional[
     report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                   kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()], n_test=len(test_data))
     if classifier is not None:  # computed once, on rank 0, under torchrun
-        quality = _sample_quality(model, classifier, real_test, train_data, n_samples, seed) if is_main() else None
+        quality = sample_quality(model, classifier, real_test, train_data, n_samples, seed) if is_main() else None
         report.update(broadcast_object(quality))
     report["notes"] = notes
     return report
 
 
-def _sample_quality(model: VAE, classifier: FeatureClassifier, real_test: ImageDataset,
+def sample_quality(model: VAE, classifier: FeatureClassifier, real_test: ImageDataset,
                     train_data: Optional[ImageDataset], n_samples: int, seed: int) -> dict:
     """Fréchet distances, precision/recall and the class histogram of n_samples samples against real_test."""
     generator = torch.Generator(device=_device(model)).manual_seed(seed)

@@ -91,3 +91,18 @@ def plot_class_histogram(fractions: Sequence[float], class_names: Optional[Seque
     ax.set_ylabel("fraction of samples")
     ax.legend()
     return ax
+
+
+def plot_code_usage(counts: Tensor, ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """How often each codebook entry occurs (K,), most used first, on a log scale: dead codes show as a tail."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3))
+    ordered = counts.double().sort(descending=True).values
+    share = (ordered / ordered.sum()).numpy()
+    ax.bar(range(len(share)), share, width=1.0, color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_xlabel("codebook entries, most used first")
+    ax.set_ylabel("share of grid cells")
+    used = int((counts > 0).sum())
+    ax.set_title(f"{used} of {len(counts)} codes used on the test split")
+    return ax

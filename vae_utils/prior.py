@@ -119,8 +119,8 @@ class CodePrior(nn.Module):
         self.eval()
         codes = torch.zeros(n, g * g, dtype=torch.long, device=device)
         try:
-            for i in range(g * g):  # position i only looks at codes before it, so the zeros after it are ignored
-                logits = self.net(codes)[:, i].float() / temperature
+            for i in range(g * g):  # position i sees codes[:, :i] only: the prefix up to i is all it needs
+                logits = self.net(codes[:, :i + 1])[:, i].float() / temperature
                 codes[:, i] = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(1)
         finally:
             self.train(was_training)

@@ -10,7 +10,7 @@ from .data import ImageDataset
 from .distributed import broadcast_object, is_main
 from .features import FeatureClassifier
 from .losses import bits_per_dim_defined
-from .metrics import NOISY_BELOW, PR_K, MAX_SAMPLES, _check_count, _sample_quality, evaluate, is_binary
+from .metrics import MAX_SAMPLES, NOISY_BELOW, PR_K, _check_count, evaluate, is_binary, sample_quality
 from .prior import CodePrior
 from .vqvae import VQVAE, codebook_usage
 
@@ -59,7 +59,7 @@ def vq_report(model: Union[VQVAE, CodePrior], test_data: ImageDataset, train_dat
 
 def _vq_quality(vqvae: VQVAE, sampler, classifier, real_test, train_data, n_samples: int, seed: int) -> dict:
     if sampler is not None:
-        result = _sample_quality(sampler, classifier, real_test, train_data, n_samples, seed)
+        result = sample_quality(sampler, classifier, real_test, train_data, n_samples, seed)
         return {**result, "temperature": sampler.temperature}
     from .features import classifier_features, frechet_distance
     from .metrics import model_batches
@@ -70,7 +70,7 @@ def _vq_quality(vqvae: VQVAE, sampler, classifier, real_test, train_data, n_samp
 
 
 class _Tempered(torch.nn.Module):
-    """A CodePrior whose `sample` uses a fixed temperature (what _sample_quality calls)."""
+    """A CodePrior whose `sample` uses a fixed temperature (what sample_quality calls)."""
 
     def __init__(self, prior: CodePrior, temperature: float) -> None:
         super().__init__()
