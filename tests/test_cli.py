@@ -255,3 +255,11 @@ def test_flags_of_the_other_family_are_refused(idx_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train-prior", "--out", str(tmp_path / "p")])
     assert "name the VQ-VAE checkpoint" in capsys.readouterr().err
+
+
+def test_the_long_recipe_from_the_command_line_binarizes_and_keeps_its_model(idx_root, tmp_path, capsys):
+    out = tmp_path / "long"
+    main(["train", "--recipe", "long", "--data-dir", str(idx_root), "--epochs", "1", "--subset", "32", "--out",
+          str(out), "--quiet"])
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["binarize"] is True and config["model"]["latent_dim"] == 64 and config["epochs"] == 1

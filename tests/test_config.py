@@ -63,3 +63,10 @@ def test_a_train_config_round_trips_with_any_model_family(model):
 def test_a_train_config_saved_before_model_kind_existed_holds_a_vae():
     old = {k: v for k, v in vu.TrainConfig().to_dict().items() if k != "model_kind"}
     assert vu.TrainConfig.from_dict(old).model == vu.VAEConfig()
+
+
+def test_the_long_recipe_is_a_binarized_run_of_a_wider_vae():
+    config = vu.TrainConfig.recipe("long", epochs=3)
+    assert config.binarize and config.epochs == 3 and config.model.latent_dim == 64
+    with pytest.raises(ValueError, match="no recipe 'short': recipes are \\['long'\\]"):
+        vu.TrainConfig.recipe("short")

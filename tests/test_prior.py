@@ -144,3 +144,15 @@ def test_the_report_puts_the_bound_codes_and_samples_side_by_side():
     assert vu.vq_report(prior, binary)["bits_per_dim"] == pytest.approx(
         vu.vq_report(prior, binary)["bound"] / (784 * torch.log(torch.tensor(2.0)).item()), rel=1e-6)
     assert "prior NLL" not in vu.format_vq_report(report) and "bound on -log p(x)" in vu.format_vq_report(report)
+
+
+def test_the_loss_curves_plot_whatever_terms_a_model_has():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    data = blob_data(16)
+    vq = vu.train(vu.VQVAE(TINY), data, data, vu.TrainConfig(model=TINY, epochs=1, batch_size=8), progress=False)
+    assert [a.get_title() for a in vu.plot_history(vq)] == ["objective", "reconstruction", "commitment", "bound"]
+    vae = vu.train(vu.VAE(latent_dim=2, channels=(4,), hidden_dim=0), data, data,
+                   vu.TrainConfig(epochs=1, batch_size=8), progress=False)
+    assert [a.get_title() for a in vu.plot_history(vae)] == ["-ELBO", "reconstruction", "KL"]

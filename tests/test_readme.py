@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "saved_models" / "fashion-mnist-vae.pt"
+PRIOR = ROOT / "saved_models" / "fashion-mnist-vqvae-prior.pt"
 
 
 def _python_blocks(section: str) -> list[str]:
@@ -19,7 +20,8 @@ def test_readme_usage_block_runs_against_the_committed_checkpoint(tmp_path, monk
     blocks = _python_blocks("Using vae_utils from another notebook")
     assert blocks, "the README lost its usage example"
     (tmp_path / "saved_models").mkdir()
-    shutil.copy(CHECKPOINT, tmp_path / "saved_models")  # the committed run's model, as a user would have it
+    for committed in (CHECKPOINT, PRIOR):  # the committed run's models, as a user would have them
+        shutil.copy(committed, tmp_path / "saved_models")
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})

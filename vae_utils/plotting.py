@@ -28,19 +28,25 @@ def save_images(images: Tensor, path: Union[str, Path], nrow: int = 8) -> Path:
     return path
 
 
+TERM_TITLES = {"recon": "reconstruction", "kl": "KL", "neg_elbo": "-ELBO"}
+
+
 def plot_history(history: Sequence[dict], ax: Optional[Sequence[plt.Axes]] = None) -> Sequence[plt.Axes]:
-    """Train and test loss per epoch, and their reconstruction and KL parts (nats per image)."""
+    """Train and test loss per epoch and each of its terms, one panel each (nats per image), for any model."""
+    first = history[0]
+    test_total = next((k for k in first if k.startswith("test_")), None)  # evaluate names the total first
+    panels = [("train_loss", test_total, TERM_TITLES.get(test_total[5:], test_total[5:]) if test_total else "loss")]
+    panels += [(k, f"test_{k[6:]}", TERM_TITLES.get(k[6:], k[6:])) for k in first
+               if k.startswith("train_") and k not in ("train_loss", "train_seconds")]
     if ax is None:
-        _, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+        _, ax = plt.subplots(1, len(panels), figsize=(13 * len(panels) / 3, 3.5))
     epochs = [h["epoch"] for h in history]
-    panels = (("train_loss", "test_neg_elbo", "-ELBO"), ("train_recon", "test_recon", "reconstruction"),
-              ("train_kl", "test_kl", "KL"))
     for a, (train_key, test_key, label) in zip(ax, panels):
         a.plot(epochs, [h[train_key] for h in history], "o-", label="train")
-        if all(test_key in h for h in history):
+        if test_key is not None and all(test_key in h for h in history):
             a.plot(epochs, [h[test_key] for h in history], "s-", label="test")
         a.set_xlabel("epoch")
-        a.set_ylabel("nats per image")
+        a.set_ylabel("squared distance per image" if label == "commitment" else "nats per image")
         a.set_title(label)
         a.grid(alpha=0.3)
         a.legend()
