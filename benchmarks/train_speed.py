@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import resource
 import statistics
 import tempfile
@@ -204,6 +203,20 @@ def elbo_at(history: list[dict], seconds: float) -> Optional[float]:
     return done[-1] if done else None
 
 
+def target_verdicts(ratios: dict) -> list[str]:
+    """Issue #10's targets against the better peer on each line, each as 'met' or 'not met' with its figure."""
+    to_best = ratios["time_to_best_peer_elbo_vs_fastest_peer"]
+    checks = [
+        ("1a training time <= 1.0x the fastest peer's", ratios["train_time_vs_fastest_peer"] <= 1.0,
+         f"{ratios['train_time_vs_fastest_peer']:.2f}x"),
+        ("1b test -ELBO >= 6 nats below the best peer's", ratios["neg_elbo_gain_over_best_peer_nats"] >= 6.0,
+         f"{ratios['neg_elbo_gain_over_best_peer_nats']:.2f} nats"),
+        ("2  best peer's -ELBO reached in <= 0.33x the fastest peer's time", to_best is not None and to_best <= 0.33,
+         "never" if to_best is None else f"{to_best:.2f}x"),
+    ]
+    return [f"target {name}: {'met' if ok else 'NOT met'} ({figure})" for name, ok, figure in checks]
+
+
 def _child(fn_name: str, queue: mp.Queue, *args) -> None:
     queue.put(globals()[fn_name](*args))
 
@@ -252,8 +265,8 @@ def main() -> None:
         med[name]["seconds_to_best_peer_elbo"] = statistics.median(reach) if None not in reach else None
         med[name]["elbo_at_fastest_peer_time"] = statistics.median(at) if None not in at else None
         med[name]["spread_train_seconds"] = [round(r["train_seconds"], 1) for r in rs]
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, "
-               f"fast bf16: {vu.repro.cpu_has_fast_bf16() if device.type == 'cpu' else 'n/a'}")
+    machine = f"{vu.repro.describe_cpu()}, {device}" + (f" ({torch.cuda.get_device_name(device)})"
+                                                         if device.type == "cuda" else "")
     print(f"machine: {machine}; torch {torch.__version__}; {args.epochs} epochs; seed {args.seed}; "
           f"{args.repeats} repeats (medians)")
     print(f"matmul peak (2048^2): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
@@ -280,6 +293,8 @@ def main() -> None:
     }
     print(f"best peer -ELBO {best_elbo:.2f}, fastest peer {fastest:.1f} s; vae_utils against them: " + ", ".join(
         f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in ratios.items()))
+    for line in target_verdicts(ratios):
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "torch": str(torch.__version__), "epochs": args.epochs,

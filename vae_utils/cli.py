@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "al., 2017; then `train-prior` makes it generative)")
     t.add_argument("--codebook-size", type=int, help="VQ-VAE: entries of the codebook (default 128 grey, 512 colour)")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
-                   "preset: 'long' = 190 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
+                   "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
                    "Evaluation)")
     t.add_argument("--dataset", help=f"one of {sorted(DATASETS)} (default fashion-mnist); each has a preset model")
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -13,9 +14,10 @@ from tqdm.auto import tqdm
 from .data import ImageDataset, iterate_batches
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
-from .losses import bits_per_dim_defined, kl_per_dim, reconstruction_loss
+from .losses import bits_per_dim_defined, check_unit_range, kl_per_dim, reconstruction_loss
 from .model import VAE
 from .repro import autocast, resolve_precision
+from .subpixel import unshuffled_decoder
 
 LOG_2PI = math.log(2 * math.pi)
 MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
@@ -76,18 +78,23 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: i
 
 
 def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[torch.Generator] = None,
-                           chunk_images: int = 4096, check_range: bool = True, precision: str = "fp32") -> Tensor:
+                           chunk_images: int = 2048, check_range: bool = True, precision: str = "fp32") -> Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats.
 
     One encoder pass; the decoder runs on chunks of chunk_images samples, in bf16 autocast with precision="bf16"
-    (the log-densities themselves are summed in fp32).
+    (the log-densities themselves are summed in fp32), its last stages in sub-pixel form (`unshuffled_decoder`:
+    the same numbers, the images unshuffled to match).
     """
+    cfg = model.config
+    if check_range and cfg.likelihood != "gaussian":
+        check_unit_range(x, cfg.likelihood)
     mu, logvar = model.encode(x)  # (B, D)
     mu, logvar = mu.float(), logvar.float()
     B, D = mu.shape
     chunk = max(1, min(k, chunk_images // max(B, 1)))  # samples per decoder pass, to bound memory
     out = torch.empty(B, k, device=mu.device)
-    cfg = model.config
+    decoder = unshuffled_decoder(model.decoder)
+    target = F.pixel_unshuffle(x, decoder.factor).float()  # (B, C', H', W'), the decoder's layout
     noise = torch.randn((B, k, D), generator=generator, device=mu.device)  # drawn at once: chunking changes nothing
     for first in range(0, k, chunk):
         c = min(chunk, k - first)
@@ -96,11 +103,22 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)  # (B, c)
         log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # (B, c)
         with autocast(mu.device, precision):
-            logits = model.decode_logits(z.reshape(B * c, D))  # (B*c, C, H, W)
-        target = x.unsqueeze(1).expand(B, c, *x.shape[1:]).reshape(B * c, *x.shape[1:])
-        log_px = -reconstruction_loss(logits, target, cfg.likelihood, cfg.gaussian_std, check_range).view(B, c)
-        out[:, first:first + c] = log_px + log_prior - log_q
+            logits = decoder.logits(z.reshape(B * c, D))  # (B*c, C', H', W')
+        out[:, first:first + c] = _log_px(logits, target, c, cfg) + log_prior - log_q
     return out
+
+
+def _log_px(logits: Tensor, target: Tensor, c: int, cfg) -> Tensor:
+    """log p(x|z) of c decoder outputs per image, summed over pixels: (B, c) in nats; target (B, ...) is shared."""
+    B = target.shape[0]
+    logits = logits.float().contiguous()  # the targets' layout: mixed layouts take a slow elementwise path
+    if cfg.likelihood == "bernoulli":  # x l - softplus(l) with exp and log, vectorised where log1p is not (2x)
+        l, x = logits.view(B, c, -1), target.view(B, 1, -1)
+        softplus = torch.exp(-l.abs()).add_(1).log_().add_(l.clamp(min=0))
+        return (l * x).sum(-1) - softplus.sum(-1)
+    shape = (B, c, *target.shape[1:])
+    x = target.unsqueeze(1).expand(shape).reshape(B * c, *target.shape[1:])
+    return -reconstruction_loss(logits, x, cfg.likelihood, cfg.gaussian_std, check_range=False).view(B, c)
 
 
 @torch.no_grad()

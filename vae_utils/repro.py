@@ -1,6 +1,7 @@
 """Reproducibility and hardware: seeds, device and numeric precision, each chosen once and explicitly."""
 from __future__ import annotations
 
+import platform
 import random
 from contextlib import nullcontext
 from typing import ContextManager
@@ -45,6 +46,20 @@ def cpu_has_fast_bf16() -> bool:
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     return bool(amx() or avx())
+
+
+def describe_cpu() -> str:
+    """The CPU's model name and its fast-bf16 units, e.g. 'AMD EPYC, 2 threads (AVX-512-BF16, no AMX)'."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:  # not Linux: keep what platform says
+        pass
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    avx = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    units = ", ".join(["AMX" if amx else "no AMX", "AVX-512-BF16" if avx else "no AVX-512-BF16"])
+    return f"{name}, {torch.get_num_threads()} threads ({units})"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
