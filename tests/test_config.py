@@ -46,6 +46,16 @@ def test_unknown_device_is_a_value_error():
         vu.resolve_device("tpu")
 
 
+def test_the_cpu_description_names_the_model_threads_and_bf16_units(monkeypatch):
+    import torch
+    from vae_utils.repro import describe_cpu
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    text = describe_cpu()
+    assert text.endswith(f"{torch.get_num_threads()} threads (no AMX, AVX-512-BF16)")
+    assert not text.startswith(",")  # a model name (or at least the architecture) comes first
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_on_a_machine_without_one_is_a_value_error():
     with pytest.raises(ValueError, match="no CUDA GPU"):

@@ -60,6 +60,17 @@ def test_an_unshuffled_decoder_is_the_decoder_followed_by_pixel_unshuffle(config
                                    atol=1e-5, rtol=1e-5)
 
 
+def _plain_log_weights(model, x, k, seed=1):
+    """log w of k samples per image through the plain decoder and reconstruction_loss: the reference."""
+    mu, logvar = model.encode(x)
+    B, D = mu.shape
+    eps = torch.randn((B, k, D), generator=torch.Generator().manual_seed(seed))
+    z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, k, D)
+    log_px = -reconstruction_loss(model.decode_logits(z.reshape(B * k, D)), x.repeat_interleave(k, 0),
+                                  model.config.likelihood).view(B, k)
+    return log_px - 0.5 * z.pow(2).sum(-1) + 0.5 * (eps.pow(2) + logvar.unsqueeze(1)).sum(-1)
+
+
 @pytest.mark.parametrize("likelihood, channels", [("bernoulli", 1), ("continuous-bernoulli", 1), ("gaussian", 1),
                                                   ("discretized-logistic", 3)])
 @pytest.mark.parametrize("res_blocks", [0, 1])
@@ -70,10 +81,15 @@ def test_importance_weights_equal_the_plain_decoders_for_every_likelihood(likeli
     x = torch.randint(0, 256, (3, channels, 16, 16)).float() / 255
     with torch.no_grad():
         got = vu.log_importance_weights(model, x, 5, torch.Generator().manual_seed(1))
-        mu, logvar = model.encode(x)
-        eps = torch.randn((3, 5, 4), generator=torch.Generator().manual_seed(1))
-        z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, k, D)
-        log_px = -reconstruction_loss(model.decode_logits(z.reshape(15, 4)), x.repeat_interleave(5, 0),
-                                      likelihood).view(3, 5)
-        want = log_px - 0.5 * z.pow(2).sum(-1) + 0.5 * (eps.pow(2) + logvar.unsqueeze(1)).sum(-1)
-    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(got, _plain_log_weights(model, x, 5), atol=1e-3, rtol=1e-5)
+
+
+def test_importance_weights_stay_exact_where_bernoulli_logits_saturate():
+    torch.manual_seed(0)
+    model = vu.VAE(image_size=16, channels=(8, 8), latent_dim=4, hidden_dim=16).eval()
+    with torch.no_grad():
+        model.decoder.deconvs[-1].weight.mul_(3000)  # logits of +-100 and more
+        x = (torch.rand(2, 1, 16, 16) > 0.5).float()
+        assert model.decode_logits(model.encode(x)[0]).abs().max() > 100
+        got = vu.log_importance_weights(model, x, 4, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(got, _plain_log_weights(model, x, 4), atol=1e-2, rtol=1e-5)

@@ -11,13 +11,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .config import VAEConfig
 from .data import ImageDataset, iterate_batches
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
 from .losses import bits_per_dim_defined, check_unit_range, kl_per_dim, reconstruction_loss
 from .model import VAE
 from .repro import autocast, resolve_precision
-from .subpixel import unshuffled_decoder
+from .subpixel import UnshuffledDecoder, unshuffled_decoder
 
 LOG_2PI = math.log(2 * math.pi)
 MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
@@ -78,12 +79,13 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: i
 
 
 def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[torch.Generator] = None,
-                           chunk_images: int = 2048, check_range: bool = True, precision: str = "fp32") -> Tensor:
+                           chunk_images: int = 2048, check_range: bool = True, precision: str = "fp32",
+                           subpixel: bool = True) -> Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ q(z|x): (B, k) in nats.
 
     One encoder pass; the decoder runs on chunks of chunk_images samples, in bf16 autocast with precision="bf16"
-    (the log-densities themselves are summed in fp32), its last stages in sub-pixel form (`unshuffled_decoder`:
-    the same numbers, the images unshuffled to match).
+    (the log-densities themselves are summed in fp32), its last stages in sub-pixel form unless subpixel=False
+    (`unshuffled_decoder`: the same numbers, the images unshuffled to match).
     """
     cfg = model.config
     if check_range and cfg.likelihood != "gaussian":
@@ -93,7 +95,7 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
     B, D = mu.shape
     chunk = max(1, min(k, chunk_images // max(B, 1)))  # samples per decoder pass, to bound memory
     out = torch.empty(B, k, device=mu.device)
-    decoder = unshuffled_decoder(model.decoder)
+    decoder = unshuffled_decoder(model.decoder) if subpixel else UnshuffledDecoder(model.decoder, 1)
     target = F.pixel_unshuffle(x, decoder.factor).float()  # (B, C', H', W'), the decoder's layout
     noise = torch.randn((B, k, D), generator=generator, device=mu.device)  # drawn at once: chunking changes nothing
     for first in range(0, k, chunk):
@@ -108,7 +110,7 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
     return out
 
 
-def _log_px(logits: Tensor, target: Tensor, c: int, cfg) -> Tensor:
+def _log_px(logits: Tensor, target: Tensor, c: int, cfg: VAEConfig) -> Tensor:
     """log p(x|z) of c decoder outputs per image, summed over pixels: (B, c) in nats; target (B, ...) is shared."""
     B = target.shape[0]
     logits = logits.float().contiguous()  # the targets' layout: mixed layouts take a slow elementwise path

@@ -43,7 +43,7 @@ def unshuffled_conv(layer: nn.ConvTranspose2d, r: int) -> tuple[Tensor, Optional
         raise ValueError(f"{layer} has no sub-pixel form: expected kernel 4, stride 2, padding 1, no output padding")
     c_in, c_out = layer.weight.shape[:2]  # (C_in, C_out, 4, 4)
     index = _unshuffled_index(c_in, c_out, r).to(layer.weight.device)
-    weight = torch.cat([layer.weight.flatten(), layer.weight.new_zeros(1)])[index]  # index -1: a zero tap
+    weight = torch.cat([layer.weight.flatten(), layer.weight.new_zeros(1)])[index]  # the last entry: no tap
     bias = None if layer.bias is None else layer.bias.repeat_interleave(4 * r * r)
     return weight, bias
 
@@ -75,7 +75,7 @@ def unshuffled_decoder(decoder: nn.Module) -> UnshuffledDecoder:
     training). Stages convert from the last one back while only an activation separates them, up to MAX_FACTOR;
     a decoder whose last layer has no sub-pixel form comes back as it is, with factor 1."""
     layers = list(decoder.deconvs)
-    convs: list[tuple[nn.Module, int]] = []  # (transposed convolution, input factor r), first to last
+    convs: list[nn.Module] = []  # the transposed convolutions to convert, first to last
     factor, i = 1, len(layers) - 1
     while i >= 0 and has_subpixel_form(layers[i]) and 2 * factor <= MAX_FACTOR:
         convs.insert(0, layers[i])
