@@ -88,9 +88,9 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: Optional[to
     (`unshuffled_decoder`: the same numbers, the images unshuffled to match).
     """
     cfg = model.config
+    mu, logvar = model.encode(x)  # (B, D); checks the images' shape and dtype
     if check_range and cfg.likelihood != "gaussian":
         check_unit_range(x, cfg.likelihood)
-    mu, logvar = model.encode(x)  # (B, D)
     mu, logvar = mu.float(), logvar.float()
     B, D = mu.shape
     chunk = max(1, min(k, chunk_images // max(B, 1)))  # samples per decoder pass, to bound memory

@@ -43,23 +43,24 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has AMX or AVX-512-BF16, where bf16 matmuls beat fp32 several times over."""
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    avx = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    return bool(amx() or avx())
+    return any(_bf16_units().values())
 
 
 def describe_cpu() -> str:
-    """The CPU's model name and its fast-bf16 units, e.g. 'AMD EPYC, 2 threads (AVX-512-BF16, no AMX)'."""
+    """The CPU's model name, threads and fast-bf16 units, e.g. 'AMD EPYC, 2 threads (no AMX, AVX-512-BF16)'."""
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     except OSError:  # not Linux: keep what platform says
         pass
-    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-    avx = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-    units = ", ".join(["AMX" if amx else "no AMX", "AVX-512-BF16" if avx else "no AVX-512-BF16"])
+    units = ", ".join(unit if present else f"no {unit}" for unit, present in _bf16_units().items())
     return f"{name}, {torch.get_num_threads()} threads ({units})"
+
+
+def _bf16_units() -> dict[str, bool]:
+    probes = {"AMX": "_is_amx_tile_supported", "AVX-512-BF16": "_is_avx512_bf16_supported"}
+    return {unit: bool(getattr(torch.cpu, probe, lambda: False)()) for unit, probe in probes.items()}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
