@@ -261,7 +261,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "long": {"model": dict(channels=(16, 32), latent_dim=64, hidden_dim=512),
              "train": dict(dataset="fashion-mnist", binarize=True, epochs=175, batch_size=256, lr=2e-3)},
-    # ^ 1.7 M parameters, 9-10 s per epoch on the 2-core CPU of README "Speed": 175 epochs in under 30 minutes;
+    # ^ 1.7 M parameters, about 10 s per epoch on the 2-core CPU of README "Speed": 175 epochs in 28-30 minutes;
     # the decoder stays as cheap as the default's, since IWAE with k = 5000 runs it 5,000 times per test image
 }
 
