@@ -2,9 +2,9 @@
 
 Trains `TrainConfig.recipe("long")` (resumable: a second call continues OUT/last.pt), then scores the test split
 binarized once (seed 0) with k importance samples per image, in bf16 where the CPU has it; the bf16 figure is
-checked against fp32 on a subset first. Prints one JSON object and issue #10's target 3 as met or not: IWAE NLL (k = 5000) <= 228.70 nats, the published
-vanilla VAE of the Exemplar-VAE paper (its hierarchical conv VAE: 225.38), with at most 30 minutes of training and
-at most 20 minutes of evaluation.
+checked against fp32 on a subset first. Prints one JSON object and issue #10's target 3 as met or not: IWAE NLL
+(k = 5000) <= 228.70 nats, the published vanilla VAE of the Exemplar-VAE paper (its hierarchical conv VAE:
+225.38), with at most 30 minutes of training and at most 20 minutes of evaluation.
 
     python benchmarks/long_binarized.py [--out runs/long] [--iwae-k 5000] [--check-images 200]
 """
