@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .checkpoints import CheckpointError, atomic_write, model_from_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
+from .files import atomic_write
 from .config import PRESETS, RECIPES, PriorConfig, TrainConfig, VAEConfig, VQVAEConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device, shutdown

@@ -21,7 +21,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
-from .checkpoints import atomic_torch_save
+from .files import atomic_torch_save
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are decoded again
 

@@ -9,7 +9,7 @@ from typing import Optional, Union
 
 from torch import nn
 
-from .checkpoints import remove_stale_temporaries
+from .files import remove_stale_temporaries
 
 try:
     import fcntl
