@@ -6,7 +6,8 @@ import torch
 
 import vae_utils as vu
 from conftest import blob_data
-from vae_utils.vqvae import Codebook, code_counts
+from vae_utils.metrics import code_counts
+from vae_utils.models.vqvae import Codebook
 
 TINY = vu.VQVAEConfig(channels=(8, 16), res_blocks=1, codebook_size=16, code_dim=4, dead_code_steps=0)
 

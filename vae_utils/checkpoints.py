@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from .files import PathLike, atomic_torch_save
+from .registry import UnknownModelError, model_class
 
 FORMAT = "vae_utils.checkpoint"
 FORMAT_VERSION = 2  # 2 records the model family ("kind"); version 1 files hold a VAE
@@ -20,16 +21,6 @@ FORMAT_VERSION = 2  # 2 records the model family ("kind"); version 1 files hold 
 
 class CheckpointError(ValueError):
     """A file that is not a readable vae_utils checkpoint, or one that does not fit the model."""
-
-
-def model_kinds() -> dict[str, type]:
-    """The model families a checkpoint can hold, by the `kind` it records."""
-    from .features import FeatureClassifier
-    from .model import VAE
-    from .prior import CodePrior
-    from .vqvae import VQVAE
-
-    return {cls.kind: cls for cls in (VAE, VQVAE, CodePrior, FeatureClassifier)}
 
 
 def save_checkpoint(model: nn.Module, path: PathLike, **training_state: Any) -> Path:
@@ -86,15 +77,17 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location: Union[str, torch.device] = "cpu",
                           model: Optional[nn.Module] = None, kind: Optional[str] = None) -> nn.Module:
     """The model of an already read checkpoint (see load_checkpoint); path only names the file in errors."""
-    kinds = model_kinds()
     saved_kind = payload.get("kind")
     expected = kind or (model.kind if model is not None else None)
-    if saved_kind not in kinds:
-        raise CheckpointError(f"{path} holds a model of unknown kind {saved_kind!r}; known kinds are {sorted(kinds)}")
+    if not isinstance(saved_kind, str):
+        raise CheckpointError(f"{path} records no model kind (kind={saved_kind!r}): the file is damaged")
+    try:
+        cls = model_class(saved_kind)
+    except UnknownModelError as err:
+        raise CheckpointError(f"{path} holds a {saved_kind!r} model, but {err}") from None
     if expected is not None and saved_kind != expected:
         raise CheckpointError(f"{path} holds a {saved_kind} checkpoint, not a {expected}: pass a {expected} "
                               f"checkpoint (for a VAE, the last.pt or best.pt that training writes)")
-    cls = kinds[saved_kind]
     try:
         config = cls.config_class.from_dict(payload["model_config"], complete=True)
     except (KeyError, TypeError, ValueError) as err:

@@ -6,26 +6,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import inspect
 import json
+import os
 import sys
-from dataclasses import replace
+import typing
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .files import atomic_write
-from .config import PRESETS, RECIPES, PriorConfig, TrainConfig, VAEConfig, VQVAEConfig
+from .config import PRESETS, RECIPES, TrainConfig, field_docs
 from .data import DATASETS, binarize, canonical_name, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device, shutdown
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
-from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K, evaluation_report, format_report
-from .model import VAE
-from .prior import CodePrior
-from .vq_metrics import format_vq_report, vq_report
-from .vqvae import VQVAE
-
-GENERATIVE_KINDS = (VAE.kind, VQVAE.kind, CodePrior.kind)  # what `evaluate` scores
+from .files import atomic_write
+from .metrics import MAX_IWAE_K, MAX_SAMPLES, PR_K
+from .models.prior import CodePrior, PriorConfig
+from .models.vqvae import VQVAE, VQVAEConfig
+from .registry import generative_models, model_class, registered_models
+from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
 from .training import NonFiniteLossError, TrainingInterrupted, train
 
@@ -38,12 +40,17 @@ PRIOR_EPOCHS, PRIOR_LR = 10, 1e-3  # the prior's defaults: a transformer wants a
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m vae_utils`."""
     parser = argparse.ArgumentParser(prog="python -m vae_utils", description=__doc__)
+    parser.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable, before the command): a module of yours that registers "
+                             "a model family with @vae_utils.register_model, so that train --model, evaluate and "
+                             "resume take it")
     commands = parser.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("train", help="train a VAE or VQ-VAE; writes last.pt, best.pt and metrics.json into --out")
+    t = commands.add_parser("train", help="train a model of any registered family (default: the VAE); writes "
+                                          "last.pt, best.pt and metrics.json into --out")
     d = TrainConfig()
-    t.add_argument("--model", choices=("vae", "vqvae"), default=None, help="vae (default) or vqvae (van den Oord et "
-                   "al., 2017; then `train-prior` makes it generative)")
-    t.add_argument("--codebook-size", type=int, help="VQ-VAE: entries of the codebook (default 128 grey, 512 colour)")
+    t.add_argument("--model", choices=sorted(trainable_models()), default=None, help="the model family (default "
+                   "vae; vqvae: van den Oord et al., 2017, then `train-prior` makes it generative; a family of your "
+                   "own: --import its module)")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
                    "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
                    "Evaluation)")
@@ -51,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "
                                                  "a folder's 64)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 = grey, 3 = RGB (default: the set's own)")
-    t.add_argument("--likelihood", choices=("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic"),
-                   help="p(x|z) (default: the preset's: bernoulli for grey sets, discretized-logistic for colour)")
     t.add_argument("--skip-bad-images", action="store_true", help="skip (and count) image files that cannot be "
                                                                    "decoded instead of failing")
     t.add_argument("--data-dir", default=None, help="where the IDX files are kept (default: $VAE_DATA_DIR or ~/.cache/vae_utils/data)")
@@ -61,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     t.add_argument("--lr", type=float, help=f"peak learning rate, default {d.lr}")
     t.add_argument("--beta", type=float, help="KL weight; 1 (default) = vanilla VAE")
-    t.add_argument("--latent-dim", type=int, help=f"default {d.model.latent_dim}")
     t.add_argument("--seed", type=int, help=f"default {d.seed}")
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto")
@@ -73,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--binarized", action="store_true", default=None,
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    family = t.add_argument_group("model options", "fields of the family's config dataclass (default: the data "
+                                  "set's preset); a field of another family is refused")
+    for option in model_options(t):
+        family.add_argument(option.flag, dest=option.dest, **option.argparse)
 
     p = commands.add_parser("train-prior", help="train the causal-transformer prior over a trained VQ-VAE's codes "
                                                 "on its training data; writes last.pt, best.pt, metrics.json")
@@ -125,14 +133,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ModelOption(NamedTuple):
+    """A `train` flag made from a field of the families' config dataclasses."""
+
+    field: str  # the config field it sets
+    flag: str  # e.g. --latent-dim
+    dest: str  # where argparse puts it: model_<field>
+    argparse: dict  # type, nargs, help
+    kinds: tuple[str, ...]  # the families whose config has the field
+
+
+SHAPE_FIELDS = ("in_channels", "image_size")  # set from the data (--channels, --image-size), not per family
+
+
+def trainable_models() -> dict[str, type]:
+    """The families `train --model` builds from a data set alone: their config has for_images(size, channels)."""
+    return {kind: cls for kind, cls in generative_models().items() if hasattr(cls.config_class, "for_images")}
+
+
+def model_options(parser: Optional[argparse.ArgumentParser] = None) -> list[ModelOption]:
+    """One flag per field of every trainable family's config (plain values: int, float, str, bool, tuples of
+    them), with the field's comment as its help; a flag name the parser already has gets a "model-" prefix."""
+    taken = set(parser._option_string_actions) if parser is not None else set()
+    found: dict[str, tuple[type, bool, list[str], str]] = {}
+    for kind, cls in sorted(trainable_models().items()):
+        config_class = cls.config_class
+        hints, docs = typing.get_type_hints(config_class), field_docs(config_class)
+        for f in fields(config_class):
+            kind_of_value = _flag_type(hints.get(f.name))
+            if f.name in SHAPE_FIELDS or kind_of_value is None:
+                continue
+            if f.name in found:
+                found[f.name][2].append(kind)
+            else:
+                found[f.name] = (*kind_of_value, [kind], docs.get(f.name, ""))
+    options = []
+    for name, (value_type, many, kinds, doc) in found.items():
+        flag = "--" + name.replace("_", "-")
+        flag = "--model-" + name.replace("_", "-") if flag in taken else flag
+        spec = {"type": value_type, "default": None, "metavar": name.upper(), "help": f"{doc} [{', '.join(kinds)}]".replace("%", "%%")}
+        if value_type is bool:
+            spec = {"action": argparse.BooleanOptionalAction, "default": None, "help": spec["help"]}
+        elif many:
+            spec["nargs"] = "+"
+        options.append(ModelOption(name, flag, "model_" + name, spec, tuple(kinds)))
+    return options
+
+
+def _flag_type(annotation) -> Optional[tuple[type, bool]]:
+    """(value type, whether a tuple of them) for a field type a flag can carry; None for others (nested configs)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is tuple and args and args[0] in (int, float, str):
+        return args[0], True
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:  # Optional[int]
+        return _flag_type(args[0])
+    return (annotation, False) if annotation in (int, float, str, bool) else None
+
+
+def import_families(argv: Sequence[str]) -> list[str]:
+    """Import the modules that --import names (the current folder first on the path), before the parser is built:
+    the families they register get their flags. Returns the module names."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="modules", action="append", default=[])
+    modules = pre.parse_known_args(argv)[0].modules
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        importlib.import_module(name)
+    return modules
+
+
 def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
     """The run's TrainConfig: a new run's preset for its data set, or the resumed run's own settings, with the
     flags given (a resumed run refuses those that differ, in `train`)."""
     given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
     if args.binarized:
         given["binarize"] = True
-    model_flags = {k: v for k, v in (("latent_dim", args.latent_dim), ("likelihood", args.likelihood),
-                                     ("codebook_size", args.codebook_size)) if v is not None}
+    model_flags = {o.field: getattr(args, o.dest) for o in model_options() if getattr(args, o.dest, None) is not None}
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.resume is None:
         kind = args.model or "vae"
@@ -143,15 +220,12 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
                 raise ValueError(f"--recipe {args.recipe} is a VAE recipe for fashion-mnist: drop --model/--dataset")
             base = TrainConfig.recipe(args.recipe)
         model = base.model
-        if kind == "vqvae":
+        if kind != base.model_kind or args.image_size is not None or args.channels is not None or name not in PRESETS:
             size, channels = ((model.image_size, model.in_channels) if name in PRESETS else
                               (DATASETS[name].image_size, DATASETS[name].channels))
-            model = VQVAEConfig.for_images(args.image_size or size, args.channels or channels)
-        elif args.image_size is not None or args.channels is not None or name not in PRESETS:
-            native = DATASETS[name]
-            model = VAEConfig.for_images(args.image_size or native.image_size, args.channels or native.channels)
+            model = trainable_models()[kind].config_class.for_images(args.image_size or size, args.channels or channels)
         return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
-                       model=_with_flags(model, model_flags))
+                       model=_with_flags(model, model_flags), model_kind=kind)
     try:
         config = TrainConfig.from_dict(saved["train_config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -166,12 +240,14 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
 
 def _with_flags(model, flags: dict):
     """The model config with the flags that apply to it; a flag of another family is an error."""
-    names = {f for f in type(model).__dataclass_fields__}
+    names = {f.name for f in fields(model)}
     wrong = sorted(k for k in flags if k not in names)
     if wrong:
-        flag = ", ".join("--" + k.replace("_", "-") for k in wrong)
-        raise ValueError(f"{flag} does not apply to a {type(model).__name__} (use --model vae for --latent-dim, "
-                         "--model vqvae for --codebook-size)")
+        owners = {o.field: o for o in model_options()}
+        said = "; ".join(f"{owners[k].flag} belongs to {', '.join(owners[k].kinds)}" if k in owners else f"--{k}"
+                         for k in wrong)
+        raise ValueError(f"{', '.join(owners[k].flag if k in owners else '--' + k for k in wrong)} does not apply "
+                         f"to a {type(model).__name__} ({said}): choose that family with --model, or drop the flag")
     return replace(model, **flags)
 
 
@@ -189,6 +265,9 @@ def prior_config(args: argparse.Namespace, vqvae_state: Optional[dict], saved: O
             raise CheckpointError(f"{args.resume} holds a {config.model_kind} run, not a prior: resume it with "
                                   "`train --resume`")
         return replace(config, **given, **epochs, device=args.device or config.device)
+    if vqvae_state.get("kind") != VQVAE.kind:
+        raise CheckpointError(f"{args.vqvae} holds a {vqvae_state.get('kind')} model: train-prior needs a VQ-VAE "
+                              "checkpoint (train one with `train --model vqvae`)")
     vq_run = vqvae_state.get("train_config") or {}
     base = dict(dataset=vq_run.get("dataset", "fashion-mnist"), seed=vq_run.get("seed", 0), lr=PRIOR_LR,
                 epochs=PRIOR_EPOCHS)
@@ -203,7 +282,7 @@ def run_train(args: argparse.Namespace) -> dict:
     saved = read_checkpoint(args.resume) if args.resume is not None else None
     config = train_config(args, saved)
     set_seed(config.seed)
-    model = VQVAE(config.model) if config.model_kind == VQVAE.kind else VAE(config.model)
+    model = model_class(config.model_kind)(config.model)
     return _train_and_record(args, config, model, saved)
 
 
@@ -229,8 +308,7 @@ def run_train_prior(args: argparse.Namespace) -> dict:
 def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, saved: Optional[dict]) -> dict:
     """Train model on config.dataset into args.out; write and return metrics.json's contents."""
     out = Path(args.out)
-    image = model.config.vqvae if isinstance(model, CodePrior) else model.config
-    train_ds, test_ds = (_load(config.dataset, split, args, image) for split in ("train", "test"))
+    train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape) for split in ("train", "test"))
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     finished = _finished_history(saved, config) if saved is not None else None
@@ -256,9 +334,11 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
 
 
 def run_evaluate(args: argparse.Namespace) -> dict:
-    """Score a checkpoint on the test split; return the report (also printed as JSON by main)."""
+    """Score a checkpoint of any generative family on the test split; return the report (printed as JSON by main)."""
     _check_range(args.iwae_k, "--iwae-k", 1, MAX_IWAE_K)
     _check_range(args.samples, "--samples", PR_K + 1, MAX_SAMPLES)
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature {args.temperature}: expected a number > 0 (1 samples the prior itself)")
     if args.subset is not None:
         _check_range(args.subset, "--subset", PR_K + 1, 10**9)
     device = resolve_device(args.device)
@@ -266,14 +346,14 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         init_from_env(device.type)
         device = local_device(device)
     saved = read_checkpoint(args.checkpoint, map_location=device)
-    if saved.get("kind") not in GENERATIVE_KINDS:
-        raise CheckpointError(f"{args.checkpoint} holds a {saved.get('kind')} checkpoint: evaluate scores "
-                              f"{', '.join(GENERATIVE_KINDS)} checkpoints (the last.pt or best.pt that training writes)")
+    kind, scored = saved.get("kind"), sorted(generative_models())
+    if kind in registered_models() and kind not in scored:
+        raise CheckpointError(f"{args.checkpoint} holds a {kind} checkpoint: evaluate scores {', '.join(scored)} "
+                              "checkpoints (the last.pt or best.pt that training writes)")
     model = model_from_checkpoint(saved, args.checkpoint, device)
-    vq = model.kind != VAE.kind
-    image = model.config.vqvae if isinstance(model, CodePrior) else model.config
+    options = _sample_options(model, args.temperature)
     dataset = canonical_name(args.dataset or (saved.get("train_config") or {}).get("dataset", "fashion-mnist"))
-    train_ds, full_test = (_load(dataset, split, args, image) for split in ("train", "test"))
+    train_ds, full_test = (_load(dataset, split, args, model.image_shape) for split in ("train", "test"))
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
     classifier, about = None, {}
@@ -281,19 +361,26 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
         classifier, accuracy = load_or_train_classifier(path, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
-    if vq:
-        report = vq_report(model, test_ds, train_ds, classifier, n_samples=args.samples, seed=args.seed,
-                           real_test=grey_test, temperature=args.temperature)
-    else:
-        report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
-                                   seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
-                                   progress=is_main())
+    report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
+                               seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
+                               progress=is_main(), sample_options=options)
     if classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
                                "precision/recall or class histogram")
     if is_main():
-        print((format_vq_report if vq else format_report)(report), file=sys.stderr)
+        print(format_report(report), file=sys.stderr)
     return {"checkpoint": str(args.checkpoint), "dataset": dataset, "binarized": args.binarized, **report, **about}
+
+
+def _sample_options(model, temperature: float) -> dict:
+    """{"temperature": T} for a model whose sample() takes one (the VQ-VAE prior); refused for others unless 1."""
+    sample = getattr(model, "sample", None)
+    if sample is not None and "temperature" in inspect.signature(sample).parameters:
+        return {"temperature": temperature}
+    if temperature != 1.0:
+        raise ValueError(f"--temperature {temperature}: a {model.kind} model samples without a temperature; drop "
+                         "the flag")
+    return {}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:
@@ -310,6 +397,13 @@ def run_classifier(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; bad input exits with status 2 and a one-line message, a diverged run with status 1."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        import_families(argv)
+    except ImportError as err:
+        print(f"error: --import: {_one_line(err)} (run from the folder that holds the module, or install it)",
+              file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": run_train, "train-prior": run_train_prior, "evaluate": run_evaluate,
@@ -333,9 +427,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def _load(name: str, split: str, args: argparse.Namespace, model: VAEConfig):
-    """A split of the data set, at the model's image size and channels."""
-    return load_dataset(name, split, root=args.data_dir, image_size=model.image_size, channels=model.in_channels,
+def _load(name: str, split: str, args: argparse.Namespace, image_shape: tuple[int, int, int]):
+    """A split of the data set, at the model's image shape (C, H, W)."""
+    return load_dataset(name, split, root=args.data_dir, image_size=image_shape[-1], channels=image_shape[0],
                         skip_bad_images=args.skip_bad_images)
 
 

@@ -441,6 +441,18 @@ def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, ord
             yield x.to(device, non_blocking=True).float()
 
 
+def model_batches(model: torch.nn.Module, dataset: Dataset, batch_size: int) -> Iterator[Tensor]:
+    """Float batches of dataset on the model's device, the model in eval mode meanwhile (restored afterwards)."""
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    was_training = model.training
+    model.eval()
+    try:
+        yield from iterate_batches(dataset, batch_size, next(model.parameters()).device)
+    finally:
+        model.train(was_training)
+
+
 def dataset_checksum(dataset: Dataset) -> Optional[str]:
     """SHA-256 of an ImageDataset's images and labels (None for other data sets), to tie checkpoints to data."""
     if not isinstance(dataset, ImageDataset):

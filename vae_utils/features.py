@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -22,18 +23,31 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import ClassifierConfig
+from .config import CHANNEL_COUNTS, Config, check, check_int
 from .data import DATASETS, ImageDataset, canonical_name, iterate_batches
+from .registry import register_model
 from .repro import autocast, resolve_precision
 
 FEATURES = 128  # size of the feature vector (the penultimate layer)
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"  # classifiers that ship with the package
 
 
+@dataclass(frozen=True)
+class ClassifierConfig(Config):
+    """Architecture of the feature classifier behind the Fréchet distance; saved inside its checkpoint."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    n_classes: int = 10  # labels of the data set it is trained on
+
+    def __post_init__(self) -> None:
+        check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        check_int(self.n_classes, "n_classes", 2, 100_000)
+
+
+@register_model("feature-classifier")
 class FeatureClassifier(nn.Module):
     """Two conv blocks and a 128-d feature layer; `features(x)` is what the Fréchet distance compares."""
 
-    kind = "feature-classifier"  # the family name checkpoints record
     config_class = ClassifierConfig
 
     def __init__(self, config: Optional[ClassifierConfig] = None, **overrides) -> None:

@@ -1,10 +1,11 @@
-"""Walking the latent space: interpolation, traversals, a 2-D projection and the 2-D manifold."""
+"""Walking the latent space of any model with a Gaussian posterior (capabilities.GaussianLatent): interpolation,
+traversals, a 2-D projection and the 2-D manifold."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .model import VAE
+from .capabilities import GaussianLatent
 
 INTERPOLATIONS = ("linear", "slerp")
 
@@ -20,7 +21,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, steps: int = 10, method: str = "linear") -> Tensor:
+def interpolate(model: GaussianLatent, x_a: Tensor, x_b: Tensor, steps: int = 10, method: str = "linear") -> Tensor:
     """Decoded images (steps, C, H, W) along the path from mu(x_a) to mu(x_b), ends included.
 
     "linear" is the straight line; "slerp" follows the great circle, keeping the path at the typical norm
@@ -32,21 +33,21 @@ def interpolate(model: VAE, x_a: Tensor, x_b: Tensor, steps: int = 10, method: s
         raise ValueError(f"method={method!r} is not allowed: expected one of {INTERPOLATIONS}")
     x = torch.stack([_single(x_a, "x_a"), _single(x_b, "x_b")])  # (2, C, H, W)
     device = next(model.parameters()).device
-    mu, _ = model.encode(x.to(device))  # (2, latent_dim)
+    mu, _ = model.posterior(x.to(device))  # (2, latent_dim)
     t = torch.linspace(0, 1, steps, device=device)  # (steps,)
     z = slerp(mu[0], mu[1], t) if method == "slerp" else (1 - t[:, None]) * mu[0] + t[:, None] * mu[1]
     return model.decode(z)
 
 
 @torch.no_grad()
-def traverse(model: VAE, x: Tensor, dims: list[int], values: Tensor | None = None) -> Tensor:
+def traverse(model: GaussianLatent, x: Tensor, dims: list[int], values: Tensor | None = None) -> Tensor:
     """Decode mu(x) with one dimension at a time set to each of `values`: (len(dims) * len(values), C, H, W)."""
     values = torch.linspace(-3, 3, 9) if values is None else values
     bad = [d for d in dims if not 0 <= d < model.latent_dim]
     if bad:
         raise ValueError(f"dims {bad} out of range: the latent has {model.latent_dim} dimensions")
     device = next(model.parameters()).device
-    mu, _ = model.encode(_single(x, "x")[None].to(device))  # (1, D)
+    mu, _ = model.posterior(_single(x, "x")[None].to(device))  # (1, D)
     z = mu.repeat(len(dims) * len(values), 1)
     for row, d in enumerate(dims):
         z[row * len(values):(row + 1) * len(values), d] = values.to(device)
@@ -61,7 +62,7 @@ def pca_2d(points: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def manifold_grid(model: VAE, n: int = 15, span: float = 2.5) -> Tensor:
+def manifold_grid(model: GaussianLatent, n: int = 15, span: float = 2.5) -> Tensor:
     """For latent_dim=2: decoded images on an n x n grid of z in [-span, span]^2, row-major: (n*n, C, H, W)."""
     if model.latent_dim != 2:
         raise ValueError(f"the 2-D manifold needs latent_dim=2, this model has {model.latent_dim}")

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import ContinuousBernoulli
 
-from .config import LIKELIHOODS
-
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic")  # p(x|z), see below
 LOG_SCALE_MIN = -7.0  # discretized logistic: scales below e^-7 (a thousandth of a grey level) are clamped
 
 

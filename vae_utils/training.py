@@ -144,7 +144,8 @@ def train(
     refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
     `config.epochs` epochs in total.
     """
-    config = replace(config or TrainConfig(model=model.config), model=model.config)  # model_kind follows
+    config = replace(config or TrainConfig(model=model.config, model_kind=model.kind), model=model.config,
+                     model_kind=model.kind)
     device = resolve_device(config.device)
     if launched_by_torchrun():
         init_from_env(device.type)

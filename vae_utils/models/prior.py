@@ -1,15 +1,38 @@
 """A learned prior over a VQ-VAE's codes: a small causal transformer that makes the VQ-VAE a generative model."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .config import PriorConfig, TrainConfig
-from .losses import reconstruction_loss
-from .vqvae import VQVAE
+from ..config import Config, TrainConfig, check, check_int, is_number
+from ..losses import reconstruction_loss
+from ..registry import register_model
+from .vqvae import VQVAE, VQVAEConfig
+
+
+@dataclass(frozen=True)
+class PriorConfig(Config):
+    """A causal transformer over a VQ-VAE's grid of codes, in raster order; it holds the VQ-VAE's config."""
+
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)  # the (frozen) VQ-VAE whose codes it models
+    width: int = 64  # model width of the transformer (128 wide, 4 deep: 2.5x the time per epoch here)
+    layers: int = 3  # transformer blocks
+    heads: int = 4  # attention heads; must divide width
+    dropout: float = 0.1  # dropout in attention and MLP while training
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vqvae, dict):
+            object.__setattr__(self, "vqvae", VQVAEConfig.from_dict(self.vqvae, complete=True))
+        check(isinstance(self.vqvae, VQVAEConfig), "vqvae", self.vqvae, "a VQVAEConfig")
+        check_int(self.width, "width", 1, 8192)
+        check_int(self.layers, "layers", 1, 64)
+        check_int(self.heads, "heads", 1, 256)
+        check(self.width % self.heads == 0, "heads", self.heads, f"a divisor of width={self.width}")
+        check(is_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
 
 
 class PriorTerms(NamedTuple):
@@ -43,6 +66,7 @@ class CausalTransformer(nn.Module):
         return self.head(self.norm(h))
 
 
+@register_model("vqvae-prior")
 class CodePrior(nn.Module):
     """p(codes) of a VQ-VAE as an autoregressive transformer; with the VQ-VAE inside, it samples images.
 
@@ -50,7 +74,6 @@ class CodePrior(nn.Module):
     model); training fits the transformer to the codes of the training images.
     """
 
-    kind = "vqvae-prior"
     config_class = PriorConfig
     total_name = "prior_nll"  # how `evaluate` names the `total` term
     best_metric = "bound"  # the test metric that picks best.pt
@@ -81,6 +104,30 @@ class CodePrior(nn.Module):
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the images this model takes and makes."""
         return self.vqvae.image_shape
+
+    @property
+    def likelihood(self) -> str:
+        """The VQ-VAE's p(x|codes)."""
+        return self.vqvae.likelihood
+
+    @property
+    def codebook_size(self) -> int:
+        """K, the entries of the VQ-VAE's codebook."""
+        return self.vqvae.codebook_size
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """(g, g): the grid of codes of one image."""
+        return self.vqvae.grid_shape
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """The VQ-VAE's codes (B, g, g) of images x."""
+        return self.vqvae.codes(x)
+
+    def uniform_prior_nats(self) -> float:
+        """-log p(codes) of one image under a uniform prior (what the learned prior improves on)."""
+        return self.vqvae.uniform_prior_nats()
 
     def code_logits(self, codes: Tensor) -> Tensor:
         """Logits (B, g*g, K) of each code given the earlier ones (raster order), for codes (B, g, g)."""

@@ -2,16 +2,75 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .config import TrainConfig, VQVAEConfig
-from .distributed import all_reduce_sum, broadcast_tensor, gather_objects, world_size
-from .losses import decoder_channels, mean_image, reconstruction_loss
-from .model import ResBlock, check_images
+from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, TrainConfig, check, check_int,
+                      check_positive, is_number)
+from ..distributed import all_reduce_sum, broadcast_tensor, gather_objects, world_size
+from ..losses import LIKELIHOODS, decoder_channels, mean_image, reconstruction_loss
+from ..nets import ResBlock, check_images
+from ..registry import register_model
+
+
+@dataclass(frozen=True)
+class VQVAEConfig(Config):
+    """Architecture of the VQ-VAE (van den Oord et al., 2017): conv encoder to a grid of codes, EMA codebook."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    image_size: int = 28  # square images; each stride-2 conv halves it: 28 -> 14 -> 7, a 7x7 grid of codes
+    channels: tuple[int, ...] = (32, 64)  # stride-2 conv widths, encoder order
+    res_blocks: int = 1  # residual blocks at the grid's resolution, in the encoder and the decoder
+    codebook_size: int = 128  # K, entries of the codebook
+    code_dim: int = 16  # D, size of each entry (and of the encoder's output per grid cell)
+    commitment: float = 0.25  # beta of the commitment loss ||z_e - sg(e)||^2 (the paper's 0.25)
+    ema_decay: float = 0.99  # gamma of the exponential moving averages that update the codebook
+    ema_epsilon: float = 1e-5  # Laplace smoothing of the EMA counts (no division by zero for unused codes)
+    dead_code_steps: int = 100  # a code no image used for this many training steps is restarted; 0 = never
+    likelihood: str = "bernoulli"  # p(x|codes), one of losses.LIKELIHOODS (as the VAE's)
+    gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused otherwise
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.channels, (list, tuple)), "channels", self.channels, "a tuple of conv widths")
+        object.__setattr__(self, "channels", tuple(self.channels))
+        check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        check_int(self.image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        check(len(self.channels) >= 1, "channels", self.channels, "at least one conv width")
+        for width in self.channels:
+            check_int(width, "channels", 1, 4096)
+        check(self.image_size >> len(self.channels) >= 1, "channels", self.channels,
+               f"at most {int(math.log2(self.image_size))} stride-2 convolutions for image_size={self.image_size}")
+        check_int(self.res_blocks, "res_blocks", 0, 16)
+        check_int(self.codebook_size, "codebook_size", 2, 65536)
+        check_int(self.code_dim, "code_dim", 1, 4096)
+        check(is_number(self.commitment) and self.commitment >= 0 and math.isfinite(self.commitment),
+               "commitment", self.commitment, "a finite number >= 0")
+        check(is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
+               "a number in [0, 1)")
+        check_positive(self.ema_epsilon, "ema_epsilon")
+        check_int(self.dead_code_steps, "dead_code_steps", 0, 1 << 40)
+        check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
+        check_positive(self.gaussian_std, "gaussian_std")
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the grid of codes (image_size halved once per stride-2 conv, rounding down)."""
+        return self.image_size >> len(self.channels)
+
+    @classmethod
+    def for_images(cls, image_size: int, in_channels: int, **overrides) -> "VQVAEConfig":
+        """Stride-2 stages down to a grid of at most 8x8 codes (7x7 for 28), the likelihood of the VAE's preset."""
+        check_int(image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        stages = max(1, math.ceil(math.log2(image_size / 8)))  # 28 -> 2 (7x7), 32 -> 2 (8x8), 64 -> 3 (8x8)
+        colour = in_channels == 3
+        defaults = dict(in_channels=in_channels, image_size=image_size, channels=tuple(min(32 << i, 256) for i in
+                        range(stages)), codebook_size=512 if colour else 128, code_dim=32 if colour else 16,
+                        likelihood="discretized-logistic" if colour else "bernoulli")
+        return cls(**{**defaults, **overrides})
 
 
 class VQTerms(NamedTuple):
@@ -139,13 +198,13 @@ class VQDecoder(nn.Module):
         return self.net(z)
 
 
+@register_model("vqvae")
 class VQVAE(nn.Module):
     """Vector-quantised VAE: encoder -> nearest codebook entries (straight-through) -> decoder.
 
     Alone it is an autoencoder with a uniform prior over codes; `CodePrior` learns p(codes) and samples.
     """
 
-    kind = "vqvae"  # the family name checkpoints record (see checkpoints.model_kinds)
     config_class = VQVAEConfig
     total_name = "objective"  # how `evaluate` names the `total` term
     best_metric = "bound"  # the test metric that picks best.pt
@@ -164,6 +223,16 @@ class VQVAE(nn.Module):
         """(C, H, W) of the images this model takes and makes."""
         c = self.config
         return (c.in_channels, c.image_size, c.image_size)
+
+    @property
+    def likelihood(self) -> str:
+        """p(x|codes), one of losses.LIKELIHOODS."""
+        return self.config.likelihood
+
+    @property
+    def codebook_size(self) -> int:
+        """K, the entries of the codebook."""
+        return self.config.codebook_size
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -228,28 +297,3 @@ class VQVAE(nn.Module):
             self.codebook.update(z_e.detach().permute(0, 2, 3, 1).reshape(-1, c.code_dim), codes.flatten())
         bound = recon.detach() + self.uniform_prior_nats()
         return VQTerms(recon + c.commitment * commitment, recon, commitment, bound)
-
-
-def perplexity(counts: Tensor) -> float:
-    """exp(entropy) of the code distribution given by counts (K,): K for uniform use, 1 for a single code."""
-    p = counts.double() / counts.sum()
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
-@torch.no_grad()
-def code_counts(model: VQVAE, dataset, batch_size: int = 1000) -> Tensor:
-    """How often each code occurs over the whole data set (all grid cells of all images): (K,) long."""
-    from .metrics import model_batches
-
-    counts = torch.zeros(model.config.codebook_size, dtype=torch.long)
-    for x in model_batches(model, dataset, batch_size):
-        counts += torch.bincount(model.codes(x).flatten().cpu(), minlength=model.config.codebook_size)
-    return counts
-
-
-def codebook_usage(model: VQVAE, dataset, batch_size: int = 1000) -> dict[str, float]:
-    """Codes used over the whole data set and their perplexity (not per batch, which depends on the batch size)."""
-    counts = code_counts(model, dataset, batch_size)
-    return {"codes_used": int((counts > 0).sum()), "codebook_size": model.config.codebook_size,
-            "perplexity": perplexity(counts)}

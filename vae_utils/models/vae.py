@@ -1,13 +1,74 @@
-"""The convolutional VAE: encoder q(z|x), decoder p(x|z) and the reparameterization trick."""
+"""The convolutional VAE (Kingma & Welling, 2013): its config, encoder q(z|x), decoder p(x|z), reparameterization."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .config import TrainConfig, VAEConfig
-from .losses import LossTerms, decoder_channels, kl_warmup_factor, mean_image, vae_loss
+from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, TrainConfig, check, check_int,
+                      check_positive, preset)
+from ..importance import gaussian_log_weights
+from ..losses import LIKELIHOODS, LossTerms, decoder_channels, kl_warmup_factor, mean_image, vae_loss
+from ..nets import ResBlock, check_images, feature_sizes
+from ..registry import register_model
+
+
+@dataclass(frozen=True)
+class VAEConfig(Config):
+    """Architecture of the convolutional VAE; saved inside every checkpoint."""
+
+    in_channels: int = 1  # 1 (grey) or 3 (RGB)
+    image_size: int = 28  # square images; every conv halves it, the flattened size is derived
+    latent_dim: int = 32  # size of z (README "Speed": the recipe search that chose these defaults)
+    channels: tuple[int, ...] = (16, 32)  # stride-2 conv widths, encoder order; wider is better per epoch, slower per second
+    hidden_dim: int = 256  # fully connected layer between the feature map and (mu, logvar); 0 = none
+    likelihood: str = "bernoulli"  # p(x|z), one of losses.LIKELIHOODS; "discretized-logistic" for 8-bit colour (bits/dim)
+    gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused otherwise
+    res_blocks: int = 0  # residual blocks after each stride-2 stage (encoder) and before it (decoder)
+
+    REQUIRED = ("in_channels", "image_size", "latent_dim", "channels", "hidden_dim", "likelihood", "gaussian_std")
+    # ^ fields every checkpoint holds (format 1 on); later fields take their defaults when a file lacks them
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.channels, (list, tuple)), "channels", self.channels, "a tuple of conv widths")
+        object.__setattr__(self, "channels", tuple(self.channels))  # JSON gives lists back
+        check(self.in_channels in CHANNEL_COUNTS, "in_channels", self.in_channels, f"one of {CHANNEL_COUNTS}")
+        check_int(self.image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        check_int(self.latent_dim, "latent_dim", 1, 4096)
+        check(len(self.channels) >= 1, "channels", self.channels, "at least one conv width")
+        for width in self.channels:
+            check_int(width, "channels", 1, 4096)
+        check(
+            self.image_size >> (len(self.channels) - 1) >= 2,
+            "channels",
+            self.channels,
+            f"at most {int(math.log2(self.image_size))} stride-2 convolutions for image_size={self.image_size}",
+        )
+        check_int(self.hidden_dim, "hidden_dim", 0, 65536)
+        check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
+        check_positive(self.gaussian_std, "gaussian_std")
+        check_int(self.res_blocks, "res_blocks", 0, 16)
+
+    @classmethod
+    def for_images(cls, image_size: int, in_channels: int, **overrides) -> "VAEConfig":
+        """A model that scales with the image: stride-2 stages down to 4x4 (7x7 for 28), widths doubling from 32."""
+        check_int(image_size, "image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        stages = max(1, int(math.log2(image_size / 4)))  # 28 -> 2 (7x7), 32 -> 3 (4x4), 64 -> 4 (4x4)
+        colour = in_channels == 3
+        defaults = dict(in_channels=in_channels, image_size=image_size, channels=tuple(min(32 << i, 256) for i in
+                        range(stages)), latent_dim=128 if colour else 32, hidden_dim=512 if colour else 256,
+                        likelihood="discretized-logistic" if colour else "bernoulli", res_blocks=1 if colour else 0)
+        return cls(**{**defaults, **overrides})
+
+    @classmethod
+    def for_dataset(cls, name: str, **overrides) -> "VAEConfig":
+        """The preset of a named data set (see config.PRESETS); overrides win."""
+        shape = preset(name)["model"]  # empty: the defaults above, made for 28x28 grey images
+        base = cls.for_images(shape["image_size"], shape["in_channels"]).to_dict() if shape else {}
+        return cls(**{**base, **overrides})
 
 
 class VAEOutput(NamedTuple):
@@ -17,26 +78,6 @@ class VAEOutput(NamedTuple):
     mu: Tensor  # (B, latent_dim) posterior mean
     logvar: Tensor  # (B, latent_dim) posterior log-variance
     z: Tensor  # (B, latent_dim) one reparameterized sample
-
-
-def feature_sizes(image_size: int, n_layers: int) -> list[int]:
-    """Spatial size after each stride-2 conv (kernel 4, padding 1 floors n/2), input size first."""
-    sizes = [image_size]
-    for _ in range(n_layers):
-        sizes.append(sizes[-1] // 2)
-    return sizes
-
-
-class ResBlock(nn.Module):
-    """x + conv3x3(SiLU(conv3x3(SiLU(x)))): depth at one resolution, the shape unchanged."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1),
-                                  nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
 
 
 class Encoder(nn.Module):
@@ -85,28 +126,14 @@ class Decoder(nn.Module):
         return self.deconvs(h)  # (B, C, H, W) logits
 
 
-def check_images(model: nn.Module, x: Tensor) -> None:
-    """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches model.image_shape."""
-    if not isinstance(x, Tensor):
-        raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != model.image_shape:
-        want = "(B, {}, {}, {})".format(*model.image_shape)
-        raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
-                         f"build the {type(model).__name__} with matching in_channels/image_size or resize the data")
-    want = next(model.parameters()).dtype
-    if x.dtype != want:
-        hint = "divide uint8 images by 255" if not x.is_floating_point() else f"convert them with x.to({want})"
-        raise ValueError(f"expected {want} images in [0, 1] (the model's dtype), got dtype {x.dtype}; {hint}")
-
-
 def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
 
+@register_model("vae")
 class VAE(nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
-    kind = "vae"  # the family name checkpoints record (see checkpoints.model_kinds)
     config_class = VAEConfig
     total_name = "neg_elbo"  # how `evaluate` names the `total` term
     best_metric = "neg_elbo"  # the test metric that picks best.pt
@@ -143,10 +170,30 @@ class VAE(nn.Module):
         """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches the config."""
         check_images(self, x)
 
+    @property
+    def likelihood(self) -> str:
+        """p(x|z), one of losses.LIKELIHOODS: whether -log p(x) converts to bits/dim."""
+        return self.config.likelihood
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters (mu, logvar), each (B, latent_dim), for images x (B, C, H, W) in [0, 1]."""
         self.check_input(x)
         return self.encoder(x)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """q(z|x) as (mu, logvar), each (B, latent_dim): the GaussianLatent capability (see capabilities.py)."""
+        return self.encode(x)
+
+    def log_importance_weights(self, x: Tensor, k: int, generator: Optional[torch.Generator] = None, *,
+                               check_range: bool = True, precision: str = "fp32", **options) -> Tensor:
+        """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples per image: (B, k) nats.
+
+        One encoder pass, then `importance.gaussian_log_weights` (options: chunk_images, subpixel).
+        """
+        mu, logvar = self.encode(x)  # (B, D); checks the images' shape and dtype
+        c = self.config
+        return gaussian_log_weights(mu, logvar, self.decoder, x, k, c.likelihood, c.gaussian_std, generator,
+                                    check_range=check_range, precision=precision, **options)
 
     def reparameterize(self, mu: Tensor, logvar: Tensor, generator: Optional[torch.Generator] = None,
                        batch_rows: Optional[tuple[int, int]] = None) -> Tensor:
@@ -193,9 +240,10 @@ class VAE(nn.Module):
         c = self.config
         return vae_loss(self(x, generator, batch_rows), x, beta, c.likelihood, c.gaussian_std, check_range)
 
-    def skip_noise(self, n: int, generator: Optional[torch.Generator] = None) -> None:
-        """Draw, and drop, the noise that `loss` would draw for n images: another process scores them."""
-        torch.randn((n, self.latent_dim), generator=generator, device=next(self.parameters()).device)
+    def skip_noise(self, n: int, generator: Optional[torch.Generator] = None, samples: int = 1) -> None:
+        """Draw, and drop, the noise that `loss` (samples=1) or `log_importance_weights` (samples=k) would draw
+        for n images: another process scores them."""
+        torch.randn((n, samples, self.latent_dim), generator=generator, device=next(self.parameters()).device)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

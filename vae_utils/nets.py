@@ -1,0 +1,40 @@
+"""Building blocks that model families share: residual blocks, stride-2 feature sizes, the input check."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def feature_sizes(image_size: int, n_layers: int) -> list[int]:
+    """Spatial size after each stride-2 conv (kernel 4, padding 1 floors n/2), input size first."""
+    sizes = [image_size]
+    for _ in range(n_layers):
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+class ResBlock(nn.Module):
+    """x + conv3x3(SiLU(conv3x3(SiLU(x)))): depth at one resolution, the shape unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1),
+                                  nn.SiLU(), nn.Conv2d(channels, channels, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def check_images(model: nn.Module, x: Tensor) -> None:
+    """Raise ValueError unless x is a float batch of shape (B, C, H, W) that matches model.image_shape."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != model.image_shape:
+        want = "(B, {}, {}, {})".format(*model.image_shape)
+        raise ValueError(f"expected images of shape {want}, got {tuple(x.shape)}; "
+                         f"build the {type(model).__name__} with matching in_channels/image_size or resize the data")
+    want = next(model.parameters()).dtype
+    if x.dtype != want:
+        hint = "divide uint8 images by 255" if not x.is_floating_point() else f"convert them with x.to({want})"
+        raise ValueError(f"expected {want} images in [0, 1] (the model's dtype), got dtype {x.dtype}; {hint}")
+

@@ -1,0 +1,214 @@
+"""One evaluation report for every model family: it asks what the model offers (capabilities.py), never its kind."""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, LearnedPrior, Sampler
+from .data import ImageDataset, model_batches
+from .distributed import broadcast_object, is_main
+from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
+from .metrics import (MAX_IWAE_K, MAX_SAMPLES, NOISY_BELOW, PR_K, _check_count, bits_undefined, codebook_usage,
+                      evaluate, iwae_nll, latent_stats)
+
+# How format_report names the loss terms it knows; any other term is shown under its own name.
+TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL"}
+
+
+@torch.no_grad()
+def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Optional[ImageDataset] = None,
+                      classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
+                      seed: int = 0, real_test: Optional[ImageDataset] = None, iwae_precision: str = "fp32",
+                      progress: bool = False, sample_options: Optional[dict[str, Any]] = None) -> dict:
+    """Everything the model offers, on test_data, in nats per image; `notes` says what is missing or noisy.
+
+    Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
+    VAE). Importance weights: the IWAE NLL with iwae_k samples and bits/dim. A `bound` term without them: bits/dim
+    of the bound. A Gaussian posterior: KL per dimension and active units. Discrete codes: codebook usage and
+    perplexity over the whole split, and the bound under a uniform prior (a learned prior's NLL comes from its
+    loss terms). With a classifier, a model that samples: Fréchet distances, precision/recall and the class
+    histogram of n_samples samples (sample_options go to `model.sample`, e.g. a prior's temperature); one that only
+    reconstructs: the Fréchet distance of its reconstructions. train_data gives the Fréchet floor.
+
+    real_test (default test_data) is what samples are compared with: the grey-level test images when test_data is
+    a binarized copy, since the decoder's means are grey levels too. Sizes are checked before any work.
+    """
+    real_test = test_data if real_test is None else real_test
+    weighted, samples = isinstance(model, ImportanceWeighted), classifier is not None and isinstance(model, Sampler)
+    if weighted:
+        _check_count(iwae_k, "iwae_k", 1, MAX_IWAE_K, "importance samples")
+    if samples:
+        _check_count(n_samples, "n_samples", PR_K + 1, MAX_SAMPLES, "samples")
+        _check_count(len(real_test), "test images", PR_K + 1, math.inf, "images for precision/recall")
+    sample_options = _checked_sample_options(model, sample_options)
+    notes = []
+    if classifier is not None and min(len(real_test), n_samples) < NOISY_BELOW:
+        notes.append(f"Fréchet distance and precision/recall from {min(len(real_test), n_samples)} images are "
+                     f"noisy and biased (use at least {NOISY_BELOW:,}): compare them only between runs of the "
+                     "same size")
+    report: dict[str, Any] = {"model_kind": getattr(model, "kind", type(model).__name__)}
+    report.update(evaluate(model, test_data, seed=seed))
+    dims = math.prod(model.image_shape) * math.log(2)
+    undefined = bits_undefined(model, test_data)
+    if weighted:
+        report.update(iwae_nll(model, test_data, k=iwae_k, seed=seed, precision=iwae_precision, progress=progress))
+        report.pop("bits_per_dim_note", None)
+    elif "bound" in report:
+        report["bits_per_dim"] = None if undefined else report["bound"] / dims
+    else:
+        notes.append(f"{type(model).__name__} offers no importance weights and no bound: no -log p(x) estimate "
+                     "beyond its loss")
+    if undefined and (weighted or "bound" in report):
+        notes.append(f"no bits/dim: {undefined}")
+    if isinstance(model, DiscreteCodes):
+        report.update(_code_figures(model, report, dims, undefined))
+        if not isinstance(model, LearnedPrior):
+            notes.append("a VQ-VAE alone has a uniform prior over codes: train a prior (`train-prior`) for a "
+                         "tighter bound and for samples")
+        report.update(codebook_usage(model, test_data))
+    if isinstance(model, GaussianLatent):
+        stats = latent_stats(model, test_data)
+        report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
+                      kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()])
+    report["n_test"] = len(test_data)
+    if isinstance(model, DiscreteCodes):
+        report["grid"] = list(model.grid_shape)
+    if classifier is not None:  # computed once, on rank 0, under torchrun
+        if samples:
+            quality = (sample_quality(model, classifier, real_test, train_data, n_samples, seed, sample_options)
+                       if is_main() else None)
+        else:
+            quality = _reconstruction_quality(model, classifier, real_test) if is_main() else None
+            if not hasattr(model, "reconstruct"):
+                notes.append(f"{type(model).__name__} neither samples nor reconstructs: no Fréchet distance")
+        report.update(broadcast_object(quality))
+    report["notes"] = notes
+    return report
+
+
+def _code_figures(model: nn.Module, report: dict, dims: float, undefined: Optional[str]) -> dict:
+    """The prior over codes (learned, or uniform) and the bound under the uniform prior."""
+    uniform = model.uniform_prior_nats()
+    figures = {"prior_nll_uniform": uniform, "bound_uniform": report["recon"] + uniform,
+               "prior": "learned" if isinstance(model, LearnedPrior) else "uniform"}
+    if figures["prior"] == "uniform":
+        figures["prior_nll"] = uniform
+    figures["bits_per_dim_uniform"] = None if undefined else figures["bound_uniform"] / dims
+    return figures
+
+
+def _checked_sample_options(model: nn.Module, options: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """options, refused up front when model.sample does not take them or a temperature is not > 0."""
+    options = dict(options or {})
+    if not options:
+        return options
+    sample = getattr(model, "sample", None)
+    accepted = set(inspect.signature(sample).parameters) if sample is not None else set()
+    wrong = sorted(set(options) - accepted)
+    if wrong:
+        raise ValueError(f"{type(model).__name__}.sample takes no {', '.join(wrong)}: drop "
+                         f"{'it' if len(wrong) == 1 else 'them'}")
+    temperature = options.get("temperature", 1.0)
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
+        raise ValueError(f"temperature={temperature!r}: expected a number > 0 (1 samples the prior itself)")
+    return options
+
+
+def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: ImageDataset,
+                   train_data: Optional[ImageDataset], n_samples: int, seed: int,
+                   sample_options: Optional[dict[str, Any]] = None) -> dict:
+    """Fréchet distances, precision/recall and the class histogram of n_samples samples against real_test."""
+    options = dict(sample_options or {})
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    samples = torch.cat([model.sample(min(1000, n_samples - i), generator=generator, **options).cpu()
+                         for i in range(0, n_samples, 1000)])
+    reconstructions = torch.cat([model.reconstruct(x).cpu() for x in model_batches(model, real_test, 1000)])
+    real = classifier_features(classifier, real_test)
+    fake = classifier_features(classifier, samples)
+    result = {
+        "frechet_distance": frechet_distance(fake, real),
+        "frechet_distance_reconstructions": frechet_distance(classifier_features(classifier, reconstructions), real),
+        "n_samples": n_samples,
+        "sample_class_histogram": [round(v, 4) for v in class_histogram(classifier, samples).tolist()],
+        **options,
+    }
+    if train_data is not None:
+        floor = classifier_features(classifier, train_data.subset(min(len(train_data), len(real_test))))
+        result["frechet_distance_floor"] = frechet_distance(floor, real)
+    m = min(5000, len(real), len(fake))
+    result["precision"], result["recall"] = precision_recall(real[:m], fake[:m], k=PR_K)
+    return result
+
+
+def _reconstruction_quality(model: nn.Module, classifier: FeatureClassifier, real_test: ImageDataset) -> dict:
+    """The Fréchet distance of the model's reconstructions of real_test (a model that cannot sample)."""
+    if not hasattr(model, "reconstruct"):
+        return {}
+    reconstructions = torch.cat([model.reconstruct(x).cpu() for x in model_batches(model, real_test, 1000)])
+    return {"frechet_distance_reconstructions": frechet_distance(classifier_features(classifier, reconstructions),
+                                                                 classifier_features(classifier, real_test))}
+
+
+def format_report(report: dict) -> str:
+    """The report as the few lines a reader looks at: the loss, bounds in nats and bits/dim, latents or codes,
+    sample quality, notes."""
+    kind = f" ({report['model_kind']}" + (f", {report['prior']} prior)" if "prior" in report else ")")
+    lines = [f"on {report['n_test']:,} test images{kind if 'model_kind' in report else ''}:"]
+    if "prior" not in report:  # a model with codes shows its terms as recon + prior below
+        lines.append(_loss_line(report))
+    bits = "" if report.get("bits_per_dim") is None else f" = {report['bits_per_dim']:.4f} bits/dim"
+    if "iwae_nll" in report:
+        k = str(report["iwae_k"])
+        lines.append(f"  IWAE NLL (k={k}){' ' * max(1, 8 - len(k))}{report['iwae_nll']:8.2f} nats{bits}")
+    if "prior" in report:
+        lines.append(f"  -log p(x|codes)      {report['recon']:8.2f} nats")
+        lines.append(f"  -log p(codes)        {report['prior_nll']:8.2f} nats   (uniform: "
+                     f"{report['prior_nll_uniform']:.2f})")
+    if "bound" in report and "iwae_nll" not in report:
+        lines.append(f"  bound on -log p(x)   {report['bound']:8.2f} nats{bits}")
+    if "codes_used" in report:
+        lines.append(f"  codebook             {report['codes_used']:8d} of {report['codebook_size']} codes used, "
+                     f"perplexity {report['perplexity']:.1f}")
+    if "active_units" in report:
+        lines.append(f"  active units         {report['active_units']:8d} of {report['latent_dim']}")
+    if "frechet_distance" in report:
+        floor = report.get("frechet_distance_floor")
+        at = f" (T={report['temperature']})" if "temperature" in report else ""
+        lines.append(f"  Fréchet distance     {report['frechet_distance']:8.2f} samples{at}, "
+                     f"{report['frechet_distance_reconstructions']:.2f} reconstructions"
+                     + ("" if floor is None else f", {floor:.2f} real train vs test (floor)"))
+        lines.append(f"  precision / recall   {report['precision']:8.3f} / {report['recall']:.3f}   "
+                     f"({report['n_samples']:,} samples)")
+    elif "frechet_distance_reconstructions" in report:
+        lines.append(f"  Fréchet distance     {report['frechet_distance_reconstructions']:8.2f} reconstructions")
+    lines += [f"  note: {note}" for note in report.get("notes", [])]
+    return "\n".join(lines)
+
+
+def _loss_line(report: dict) -> str:
+    """The model's total loss term with its parts: '-ELBO (k=1)  239.56 nats   (recon 225.12 + KL 14.44)'."""
+    if "neg_elbo" in report:  # the VAE's: recon + KL, as papers write it
+        return (f"  -ELBO (k=1)          {report['neg_elbo']:8.2f} nats   (recon {report['recon']:.2f} + KL "
+                f"{report['kl']:.2f})")
+    keys = [k for k in report if k != "model_kind"]  # the loss terms come first, the total first among them
+    total = keys[0]
+    parts = [f"{TERM_LABELS.get(k, k)} {report[k]:.2f}" for k in ("recon", "kl", "commitment") if k in report]
+    return f"  {TERM_LABELS.get(total, total):<20} {report[total]:8.2f} nats" + (
+        f"   ({', '.join(parts)})" if parts else "")
+
+
+def vq_report(model: nn.Module, test_data: ImageDataset, train_data: Optional[ImageDataset] = None,
+              classifier: Optional[FeatureClassifier] = None, n_samples: int = 10_000, seed: int = 0,
+              real_test: Optional[ImageDataset] = None, temperature: float = 1.0) -> dict:
+    """`evaluation_report` with a sampling temperature, as the VQ-VAE's report was called before (kept for
+    notebooks that use it)."""
+    options = {"temperature": temperature} if isinstance(model, Sampler) else {}
+    return evaluation_report(model, test_data, train_data, classifier, n_samples=n_samples, seed=seed,
+                             real_test=real_test, sample_options=options)
+
+
+format_vq_report = format_report  # the one formatter serves every family
