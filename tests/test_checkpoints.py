@@ -1,5 +1,6 @@
 """Checkpoints: the file alone rebuilds the model; bad files are clear errors; nothing runs code on load."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,16 @@ def test_the_refusal_of_code_running_pickles_never_advises_weights_only_false(tm
     with pytest.raises(vu.CheckpointError) as info:
         vu.load_checkpoint(tmp_path / "evil.pt")
     assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, family, reconstruction_sum", [
+    ("vae-format1.pt", "VAE", 408.8886413574219),  # format 1: no kind, no res_blocks field
+    ("vqvae-format2.pt", "VQVAE", 422.9976806640625),  # format 2: the kind recorded
+])
+def test_files_written_by_earlier_versions_load_and_compute_what_they_computed(name, family, reconstruction_sum):
+    """Small files written by vae_utils before the families moved to vae_utils/models/ (commit d61c6cd), with the
+    sums of their reconstructions of a fixed ramp image as that version computed them."""
+    model = vu.load_checkpoint(Path(__file__).parent / "data" / name)
+    assert type(model).__name__ == family and type(model) is vu.model_class(model.kind)
+    x = torch.linspace(0, 1, 28 * 28).view(1, 1, 28, 28)
+    assert model.reconstruct(x).sum().item() == pytest.approx(reconstruction_sum, abs=1e-4)

@@ -164,7 +164,7 @@ def latent_stats(model: nn.Module, dataset: Dataset, threshold: float = 0.01, ba
 
     For models with a Gaussian posterior (the GaussianLatent capability: `posterior(x)` -> (mu, logvar)).
     """
-    _require(model, GaussianLatent, "a Gaussian posterior (posterior(x) -> mu, logvar)")
+    _require(model, GaussianLatent, "Gaussian posterior (posterior(x) -> mu, logvar)")
     mus, kl_sum = [], 0
     for x in model_batches(model, dataset, batch_size):
         mu, logvar = model.posterior(x)

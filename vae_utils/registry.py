@@ -58,7 +58,8 @@ def model_class(kind: str) -> type:
     if cls is None:
         raise UnknownModelError(f"no model family {kind!r} is registered (registered: {', '.join(sorted(_FAMILIES))})"
                                 f": import the module that defines it, the class decorated with "
-                                f"@vae_utils.register_model({kind!r}), first")
+                                f"@vae_utils.register_model({kind!r}), first (on the command line: "
+                                f"python -m vae_utils --import MODULE ...)")
     return cls
 
 
