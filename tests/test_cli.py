@@ -98,8 +98,8 @@ def test_evaluate_outside_the_repository_uses_the_shipped_classifier(idx_root, t
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"# a README\n", "is not a readable vae_utils checkpoint"),
-    (b"105", "is not a readable vae_utils checkpoint"),
+    (b"# a README\n", "is not a vae_utils checkpoint: it is not a zip archive"),
+    (b"105", "is not a vae_utils checkpoint: it is not a zip archive"),
 ])
 def test_evaluating_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content, message):
     (tmp_path / "afile.txt").write_bytes(content)

@@ -51,11 +51,22 @@ def test_a_classifier_trained_by_the_user_is_cached_and_announced(idx_root, caps
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
 
 
-def test_an_unusable_classifier_file_is_retrained_and_the_reason_is_said(tmp_path, capsys):
-    (tmp_path / "clf.pt").write_text("not a checkpoint")
-    vu.load_or_train_classifier(tmp_path / "clf.pt", blob_data(64), blob_data(32), epochs=1)
+def test_an_unusable_classifier_in_the_cache_is_retrained_and_the_reason_is_said(capsys):
+    train, test = blob_data(64), blob_data(32)
+    train.name = "folder:blobs-0/train"  # a data set whose classifier lives in the user's cache
+    cached = features.default_classifier_path("folder:blobs-0", train.image_shape)
+    cached.parent.mkdir(parents=True)
+    cached.write_text("not a checkpoint")
+    vu.load_or_train_classifier(None, train, test, epochs=1)
     assert "unusable" in capsys.readouterr().err
-    assert isinstance(vu.load_checkpoint(tmp_path / "clf.pt"), vu.FeatureClassifier)
+    assert isinstance(vu.load_checkpoint(cached), vu.FeatureClassifier)
+
+
+def test_an_unusable_file_at_a_path_you_name_is_refused_and_kept(tmp_path):
+    (tmp_path / "clf.pt").write_text("not a checkpoint")
+    with pytest.raises(vu.CheckpointError, match="is not a usable feature classifier"):
+        vu.load_or_train_classifier(tmp_path / "clf.pt", blob_data(64), blob_data(32), epochs=1)
+    assert (tmp_path / "clf.pt").read_text() == "not a checkpoint"
 
 
 def test_training_a_classifier_for_zero_epochs_is_refused():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pickle
 import platform
 import subprocess
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -42,8 +43,15 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save has written zip archives since torch 1.6; vae_utils writes nothing else
+        raise CheckpointError(f"{path} is not a vae_utils checkpoint: it is not a zip archive as torch.save writes "
+                              "(a plain pickle or another format); use a checkpoint written by vae_utils")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: the one line below says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises anything from KeyError to RuntimeError; its text advises
         # weights_only=False, which vae_utils never shows
         if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
@@ -95,6 +103,11 @@ def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location:
     state = payload.get("model_state")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no model weights: the file is damaged")
+    hollow = [name for name, v in state.items() if _stored_bytes(v) < v.numel() * v.element_size()]
+    if hollow:  # e.g. expanded (stride-0) views of one number: a few bytes that claim gigabytes
+        raise CheckpointError(f"{path} holds weights whose stored data is smaller than their shape ({hollow[0]}"
+                              f"{' and others' if len(hollow) > 1 else ''}): the file is damaged or forged; use a "
+                              "checkpoint written by vae_utils")
     with torch.device("meta"):  # shapes only, no memory: a forged config cannot allocate gigabytes
         skeleton = cls(config)
     shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
@@ -113,6 +126,11 @@ def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location:
                               + "; ".join(diffs) + ". Use vae_utils.load_checkpoint(path) to rebuild the saved one")
     model.load_state_dict(state)
     return model.eval()
+
+
+def _stored_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of the tensor's storage from its offset on: what the file really holds for it."""
+    return tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
 
 
 @lru_cache(maxsize=1)

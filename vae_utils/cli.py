@@ -311,15 +311,13 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape) for split in ("train", "test"))
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
-    finished = _finished_history(saved, config) if saved is not None else None
-    if finished is not None:  # killed after its last checkpoint: repair metrics.json instead of training
-        print(f"{args.resume} has already trained {len(finished)} epochs; writing {out / 'metrics.json'} from it",
+    if saved is not None and _finished_history(saved, config) is not None:  # killed after its last checkpoint
+        print(f"{args.resume} has already trained {config.epochs} epochs; writing {out / 'metrics.json'} from it",
               file=sys.stderr)
-        history = finished
-    else:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
-            history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume,
-                            overwrite=args.overwrite, progress=not args.quiet)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
+        # a finished run goes through every check of a resume (lock, folder, settings), then trains nothing
+        history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume, overwrite=args.overwrite,
+                        progress=not args.quiet, allow_finished=True)
     metrics = {
         **{k: v for k, v in history[-1].items() if k.startswith("test_")},
         "train_seconds": sum(h["train_seconds"] for h in history),
@@ -359,7 +357,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     classifier, about = None, {}
     if train_ds.has_labels:  # the feature classifier learns from the labels
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
-        classifier, accuracy = load_or_train_classifier(path, train_ds, full_test, device=device)
+        classifier, accuracy = load_or_train_classifier(args.classifier, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
@@ -435,8 +433,8 @@ def _load(name: str, split: str, args: argparse.Namespace, image_shape: tuple[in
 
 def _finished_history(saved: dict, config: TrainConfig) -> Optional[list]:
     """The resumed checkpoint's history when it already reaches config.epochs (nothing left to train)."""
-    history = saved.get("history") or []
-    return history if history and len(history) == config.epochs else None
+    history = saved.get("history")
+    return history if isinstance(history, list) and history and len(history) == config.epochs else None
 
 
 def _check_range(value: int, flag: str, low: int, high: int) -> None:

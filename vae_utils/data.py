@@ -2,6 +2,7 @@
 CelebA and a folder of your own images decoded once into a cache (images.py)."""
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -24,6 +25,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS as IMAGE_TYPES
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.transforms.v2 import functional as TF
 
+from .files import remove_stale_temporaries
 from .images import Preprocess, decode_cached, list_images, test_split_mask
 
 
@@ -325,8 +327,8 @@ def _file_names(cls: type) -> list[str]:
 def _find_files(folder: Path, names: list[str]) -> Optional[dict[str, Path]]:
     """Map each expected name to `name` or `name.gz` in folder; None unless all four are there."""
     found = {}
-    for name in names:
-        for path in (folder / name, folder / f"{name}.gz"):
+    for name in names:  # a .gz beside its unpacked copy (torchvision's raw/ folder) is the source: it is re-checked
+        for path in (folder / f"{name}.gz", folder / name):
             if path.is_file():
                 found[name] = path
                 break
@@ -363,17 +365,26 @@ def _unpack(src: Path, dst: Path) -> Path:
     if dst.is_file() and stamp_path.is_file() and stamp_path.read_text() == stamp:
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    remove_stale_temporaries(dst.parent)  # left by a process killed while unpacking (the pid is in the name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
     try:
         with os.fdopen(fd, "wb") as fout, gzip.open(src, "rb") as fin:
             shutil.copyfileobj(fin, fout)
         check_idx_file(Path(tmp), source=src)
         os.replace(tmp, dst)
-        fd, tmp = tempfile.mkstemp(prefix=f".{stamp_path.name}.", suffix=".tmp", dir=dst.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stamp_path.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
         with os.fdopen(fd, "w") as f:
             f.write(stamp)
         os.replace(tmp, stamp_path)
-    except (OSError, EOFError, zlib.error) as err:
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device of {dst.parent} to unpack {src.name} (errno 28):"
+                                        " free some space, or set $VAE_DATA_DIR to a folder on another disk") from None
+        if isinstance(err, (gzip.BadGzipFile, FileNotFoundError)) or not err.errno:
+            raise ValueError(f"{src}: cannot decompress ({err}); the file is corrupt or truncated, get a fresh copy"
+                             ) from None
+        raise OSError(err.errno, f"cannot unpack {src} into {dst.parent}: {err.strerror or err}") from None
+    except (EOFError, zlib.error) as err:
         raise ValueError(f"{src}: cannot decompress ({err}); the file is corrupt or truncated, get a fresh copy") from None
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -160,16 +160,23 @@ def load_or_train_classifier(path: Union[str, Path, None], train_data: ImageData
                              ) -> tuple[FeatureClassifier, float]:
     """The classifier at path (default: `default_classifier_path` of the data set), or a new one trained and saved.
 
-    Training one is announced on stderr: Fréchet distances from different classifiers are not comparable.
+    A path the caller names is read, never written, unless nothing is there yet: a file there that is not a usable
+    classifier is a CheckpointError. Training one is announced on stderr: Fréchet distances from different
+    classifiers are not comparable.
     """
     dataset = train_data.name.split("/")[0]
-    path = Path(path) if path is not None else default_classifier_path(dataset, train_data.image_shape)
-    if path.is_file():
+    named = path is not None
+    path = Path(path) if named else default_classifier_path(dataset, train_data.image_shape)
+    if path.exists():
         try:
             state = read_checkpoint(path, map_location=device)
             model = model_from_checkpoint(state, path, device, kind=FeatureClassifier.kind)
             return model, float(state["test_accuracy"])
-        except (CheckpointError, KeyError, TypeError) as err:
+        except (CheckpointError, KeyError, TypeError, ValueError, OSError) as err:
+            if named:
+                raise CheckpointError(f"{path} is not a usable feature classifier ({_one_line(err)}); it is left "
+                                      "as it is: name a classifier checkpoint (`python -m vae_utils classifier --out "
+                                      "PATH` makes one) or a path where nothing exists yet") from None
             why = f"{path} is unusable ({err})"
     else:
         why = f"there is none at {path}"
@@ -180,6 +187,10 @@ def load_or_train_classifier(path: Union[str, Path, None], train_data: ImageData
     model, acc = train_classifier(train_data, test_data, epochs=epochs, device=device)
     save_checkpoint(model, path, test_accuracy=acc, epochs=epochs, dataset=dataset)
     return model, acc
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__
 
 
 def file_sha256(path: Union[str, Path]) -> str:

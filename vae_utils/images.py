@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .files import atomic_torch_save
 
-CACHE_VERSION = 1  # bump when decoding changes, so old caches are decoded again
+CACHE_VERSION = 2  # bump when decoding or the file changes, so old caches are decoded again (2: a checksum)
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,32 @@ class Decoded:
 
 
 def list_images(root: Path) -> list[Path]:
-    """Every image file (PNG, JPEG, BMP, WebP, ...) under root, sorted by relative path; hidden folders skipped."""
-    found = []
+    """Every image file (PNG, JPEG, BMP, WebP, ...) under root, sorted by relative path; hidden folders skipped.
+
+    Only regular files count: a FIFO, socket or device with an image's name is skipped and named on stderr (reading
+    one would hang). A broken or looping symlink stays in the list, to fail as a bad image does.
+    """
+    found, odd = [], []
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(folder) / n for n in names if n.lower().endswith(IMG_EXTENSIONS) and not n.startswith(".")]
+        for name in names:
+            if not name.lower().endswith(IMG_EXTENSIONS) or name.startswith("."):
+                continue
+            path = Path(folder) / name
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)  # follows symlinks: a link to a FIFO is skipped too
+            except OSError:  # a dangling or looping symlink
+                regular = True
+            (found if regular else odd).append(path)
+    if odd:
+        print(f"vae_utils: skipped {len(odd)} file(s) under {root} that are not regular files (first: "
+              f"{safe_name(odd[0].relative_to(root).as_posix())})", file=sys.stderr)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def safe_name(name: str) -> str:
+    """A file name fit for a message: bytes that are not UTF-8 (kept by Python as surrogates) shown as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_dir: Path, name: str,
@@ -68,19 +89,21 @@ def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_d
     """The decoded images of files (under root), from the cache when it matches them and the preprocessing."""
     key = _cache_key(root, files, preprocess)
     path = cache_dir / f"{name}-{key[:20]}.pt"
-    decoded = _read_cache(path, len(files), preprocess) if path.is_file() else None
+    decoded, why = _read_cache(path, len(files), preprocess) if path.is_file() else (None, "")
     if decoded is None:
         if path.is_file():
-            print(f"vae_utils: the decoded cache {path} is unreadable; decoding the images again", file=sys.stderr)
+            print(f"vae_utils: the decoded cache {path} {why}; decoding the images again", file=sys.stderr)
         decoded = decode(root, files, preprocess, skip_bad=True)  # the cache records bad files too
         atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
-                           "skipped": decoded.skipped, "preprocess": vars(preprocess)}, path)
+                           "skipped": decoded.skipped, "preprocess": vars(preprocess),
+                           "blake2b": pixels_digest(decoded.images)}, path)
     if decoded.skipped and not skip_bad:
         raise ValueError(f"{len(decoded.skipped)} image(s) under {root} cannot be decoded (first: "
-                         f"{decoded.skipped[0]}); fix or remove them, or pass skip_bad_images=True")
+                         f"{safe_name(decoded.skipped[0])}); fix or remove them, or pass skip_bad_images=True "
+                         "(--skip-bad-images)")
     if decoded.skipped:
         print(f"vae_utils: skipped {len(decoded.skipped)} image(s) that cannot be decoded (first: "
-              f"{decoded.skipped[0]})", file=sys.stderr)
+              f"{safe_name(decoded.skipped[0])})", file=sys.stderr)
     return decoded
 
 
@@ -95,8 +118,8 @@ def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool
             rel = file.relative_to(root).as_posix()
             if image is None:
                 if not skip_bad:
-                    raise ValueError(f"{file} cannot be decoded ({error}): fix or remove it, or pass "
-                                     "skip_bad_images=True")
+                    raise ValueError(f"{safe_name(str(file))} cannot be decoded ({error}): fix or remove it, or "
+                                     "pass skip_bad_images=True (--skip-bad-images)")
                 skipped.append(rel)
             else:
                 images.append(image)
@@ -108,7 +131,7 @@ def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool
 
 def test_split_mask(files: list[str], test_fraction: float) -> Tensor:
     """True for the files of the test split: a hash of each relative path, so adding files moves no old one."""
-    hashes = [int.from_bytes(hashlib.sha256(f.encode()).digest()[:8], "big") / 2**64 for f in files]
+    hashes = [int.from_bytes(hashlib.sha256(os.fsencode(f)).digest()[:8], "big") / 2**64 for f in files]
     return torch.tensor([h < test_fraction for h in hashes], dtype=torch.bool)
 
 
@@ -122,7 +145,8 @@ class _Files(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         try:
             return self.files[i], self.preprocess(self.files[i]), None
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:  # truncated, corrupt, not an image
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            # truncated, corrupt, not an image, a broken link, or more pixels than PIL agrees to decode
             return self.files[i], None, " ".join(str(err).split())[:200]
 
 
@@ -141,22 +165,32 @@ def _convert(img: Image.Image, channels: int) -> Image.Image:
 def _cache_key(root: Path, files: list[Path], preprocess: Preprocess) -> str:
     listing = []
     for f in files:
-        stat = f.stat()
-        listing.append((f.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
+        try:
+            info = f.stat()
+            listing.append((f.relative_to(root).as_posix(), info.st_size, info.st_mtime_ns))
+        except OSError:  # a broken link: listed, to be counted as a bad image
+            listing.append((f.relative_to(root).as_posix(), -1, -1))
     blob = json.dumps({"version": CACHE_VERSION, "root": str(root.resolve()), "files": listing,
                        "preprocess": vars(preprocess)})
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _read_cache(path: Path, n_files: int, preprocess: Preprocess) -> Optional[Decoded]:
-    """The cache's contents when they are whole and consistent, else None (it is then decoded again)."""
+def pixels_digest(images: Tensor) -> str:
+    """BLAKE2b of a uint8 tensor's bytes (about 1 GB/s): what the decoded cache checks its pixels against."""
+    return hashlib.blake2b(images.contiguous().numpy()).hexdigest()
+
+
+def _read_cache(path: Path, n_files: int, preprocess: Preprocess) -> tuple[Optional[Decoded], str]:
+    """(the cache's contents, "") when they are whole and consistent, else (None, why): it is then decoded again."""
     try:
         data = torch.load(path, weights_only=True)
         images, files, skipped = data["images"], list(data["files"]), list(data["skipped"])
     except Exception:  # truncated, corrupt, or not ours
-        return None
+        return None, "is unreadable"
     shape = (len(files), preprocess.channels, preprocess.image_size, preprocess.image_size)
     if (data.get("version") != CACHE_VERSION or not isinstance(images, Tensor) or images.dtype != torch.uint8
             or tuple(images.shape) != shape or len(files) + len(skipped) != n_files):
-        return None
-    return Decoded(images, files, skipped)
+        return None, "is from another version or does not match the files"
+    if data.get("blake2b") != pixels_digest(images):
+        return None, "holds pixels that differ from the checksum written with them (the file was damaged)"
+    return Decoded(images, files, skipped), ""

@@ -36,8 +36,11 @@ def prepare_output_dir(out_dir: Path, model: nn.Module, resume: Union[str, Path,
     except OSError as err:
         raise OSError(f"cannot write checkpoints to {out_dir}: {err.strerror or err}; "
                       "choose a writable output folder") from err
-    # weights + Adam's two moments, in fp32, for last.pt, best.pt and one temporary file
-    need = 3 * 3 * 4 * sum(p.numel() for p in model.parameters()) + (16 << 20)
+    # weights + Adam's two moments, in fp32, for last.pt, best.pt and one temporary file; the last.pt and best.pt
+    # that a resumed run replaces already take their share (each is replaced through one temporary file)
+    checkpoint = 3 * 4 * sum(p.numel() for p in model.parameters())
+    held = sum(f.stat().st_size for f in (out_dir / "last.pt", out_dir / "best.pt") if f.is_file())
+    need = max(3 * checkpoint - held, checkpoint) + (16 << 20)
     free = shutil.disk_usage(out_dir).free
     if free < need:
         raise OSError(f"only {free / 2**20:.0f} MiB free in {out_dir}, checkpoints need about {need / 2**20:.0f} MiB; "

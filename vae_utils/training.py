@@ -132,6 +132,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict[str, float]], None]] = None,
+    allow_finished: bool = False,
 ) -> History:
     """Train with Adam on the model's loss; return one record per epoch (losses in nats per image).
 
@@ -142,7 +143,8 @@ def train(
     weights, the data and the config alone. With `out_dir`, `last.pt` is written atomically after every epoch
     (and on Ctrl-C/SIGTERM) and `best.pt` whenever the test metric improves; a folder that holds another run is
     refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
-    `config.epochs` epochs in total.
+    `config.epochs` epochs in total; a run that already has them is refused, unless allow_finished=True: then,
+    after every check a resume makes (the lock, the folder, the settings), its history is returned untrained.
     """
     config = replace(config or TrainConfig(model=model.config, model_kind=model.kind), model=model.config,
                      model_kind=model.kind)
@@ -175,7 +177,7 @@ def train(
         if error is not None:
             raise error
         if resume is not None:
-            _resume(run, resume)
+            _resume(run, resume, allow_finished)
         else:
             set_seed(config.seed)
             run.state.order_state = torch.Generator().manual_seed(config.seed).get_state()
@@ -295,13 +297,14 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
     return record
 
 
-def _resume(run: _Run, path: Union[str, Path]) -> None:
+def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> None:
     """Load a checkpoint written by `train` into the run; check that it belongs to this run."""
-    saved = _read_resumable(path, run.model, run.config, run.checksum, run.device)
-    run.optimizer.load_state_dict(saved["optimizer_state"])
-    run.scheduler.load_state_dict(saved["scheduler_state"])  # the step reached; a longer run follows its new curve
+    saved = _read_resumable(path, run.model, run.config, run.checksum, run.device, allow_finished)
+    _load_field(path, "optimizer_state", lambda: run.optimizer.load_state_dict(saved["optimizer_state"]))
+    # the scheduler's state is the step reached; a longer run follows its new curve
+    _load_field(path, "scheduler_state", lambda: run.scheduler.load_state_dict(saved["scheduler_state"]))
     if run.scaler is not None and saved.get("scaler_state"):
-        run.scaler.load_state_dict(saved["scaler_state"])
+        _load_field(path, "scaler_state", lambda: run.scaler.load_state_dict(saved["scaler_state"]))
     saved_world = saved.get("world_size", 1)
     if saved_world == world_size():
         set_rng_state(saved.get("rank_rng_states", [saved["rng_state"]])[rank()])
@@ -405,7 +408,8 @@ def _subset(data: Dataset, n: Optional[int]) -> Dataset:
     return data if n is None else torch.utils.data.Subset(data, range(n))
 
 
-def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optional[str], device) -> dict:
+def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optional[str], device,
+                    allow_finished: bool = False) -> dict:
     """Load a checkpoint written by `train` into model; check that it belongs to this run."""
     state = read_checkpoint(path, map_location=device)
     model_from_checkpoint(state, path, device, model)  # checks the family and architecture, loads the weights
@@ -417,6 +421,7 @@ def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optio
     if missing:
         raise CheckpointError(f"{path} lacks the training state {missing}: it was written by an older vae_utils or "
                               "is damaged; resume from another checkpoint or train anew")
+    _check_resume_fields(state, path)
     if state.get("data_checksum") != checksum:
         raise CheckpointError(f"{path} was trained on other data (sha256 {state.get('data_checksum')}, now "
                               f"{checksum}): resume with the same data set and subset")
@@ -430,9 +435,61 @@ def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optio
         raise CheckpointError(f"{path} was trained with {'; '.join(changed)}: resume with the run's own settings "
                               f"(only {' and '.join(CHANGEABLE_ON_RESUME)} may change), or start a new run")
     done = len(state["history"])
-    if done >= config.epochs:
+    if done > config.epochs or (done == config.epochs and not allow_finished):
         raise ValueError(f"{path} has already trained {done} epochs; pass epochs > {done} to train further")
     return state
+
+
+RESUME_FIELDS = {"position": dict, "history": list, "optimizer_state": dict, "scheduler_state": dict,
+                 "rng_state": dict, "train_config": dict, "partial_sums": dict, "partial_images": int,
+                 "partial_seconds": (int, float), "partial_skipped": int, "epoch_order_state": Tensor,
+                 "rank_rng_states": list}
+
+
+def _check_resume_fields(state: dict, path) -> None:
+    """Every field a resume reads has the type `train` wrote it with; a CheckpointError names the first that has
+    not (a damaged or edited file), before anything is loaded."""
+    def bad(name: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: the training state's field {name!r} is damaged ({what}): resume from "
+                               "another checkpoint (e.g. best.pt) or train anew")
+
+    for name, kind in RESUME_FIELDS.items():
+        if name in state and (not isinstance(state[name], kind) or isinstance(state[name], bool)):
+            raise bad(name, f"a {type(state[name]).__name__}")
+    position = state["position"]
+    if not all(isinstance(position.get(k), int) and position[k] >= low for k, low in (("epoch", 1), ("step", 0))):
+        raise bad("position", f"{position!r}, not an epoch >= 1 and a step >= 0")
+    if not all(isinstance(h, dict) for h in state["history"]):
+        raise bad("history", "not a list of records")
+    if not all(isinstance(v, (int, float)) for v in state["partial_sums"].values()):
+        raise bad("partial_sums", "values that are not numbers")
+    if not {"state", "param_groups"} <= set(state["optimizer_state"]):
+        raise bad("optimizer_state", "no 'state' and 'param_groups'")
+    if state["epoch_order_state"].dtype != torch.uint8 or state["epoch_order_state"].numel() != len(
+            torch.Generator().get_state()):
+        raise bad("epoch_order_state", "not a generator's state")
+    ranks = [(f"rank_rng_states[{i}]", rng) for i, rng in enumerate(state.get("rank_rng_states") or [])]
+    for name, rng in [("rng_state", state["rng_state"]), *ranks]:
+        _load_field(path, name, lambda: _try_rng_state(rng))
+
+
+def _try_rng_state(rng: dict) -> None:
+    """Raise unless rng is a random state set_rng_state takes; the current state is kept either way."""
+    current = get_rng_state()
+    try:
+        set_rng_state(rng)
+    finally:
+        set_rng_state(current)
+
+
+def _load_field(path, name: str, load: Callable[[], object]) -> object:
+    """load(), any error of a damaged field turned into a CheckpointError that names it."""
+    try:
+        return load()
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        what = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"{path}: the training state's field {name!r} is damaged ({what}): resume from "
+                              "another checkpoint (e.g. best.pt) or train anew") from None
 
 
 def _last_good(run: _Run) -> str:
