@@ -1,30 +1,35 @@
 # The two commands of the README:
-#   make run      set everything up, then execute the notebook end to end (default config); the executed copy and
-#                 its pictures and checkpoints go to runs/ (ignored by git), so the checkout stays clean
-#   make test     set everything up, then run every test (pytest for vae_utils, nbval for the notebook)
+#   make run      set everything up, then execute the main notebook (the vanilla VAE) end to end, a line per cell
+#                 in the terminal; the executed copy and its pictures and checkpoints go to runs/ (ignored by git)
+#                 make run NOTEBOOK=notebooks/vqvae.ipynb runs the VQ-VAE notebook the same way
+#   make test     set everything up, then run every test (pytest for vae_utils, nbval for the notebooks)
 # For maintainers:
-#   make refresh  re-execute the notebook in place and update the committed pictures and checkpoint
-#   make benchmark  the speed comparison of the README
-#   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000 (README)
-# CPU-only machines: `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the ~200 MB CPU build
-# of torch instead of the default CUDA build (several GB); GPU users keep the default.
+#   make refresh  re-execute every notebook in place and update the committed pictures and checkpoints
+#   make benchmark  the speed comparison of docs/speed.md
+#   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
+# Set-up picks PyTorch's CPU wheels (about 200 MB) on Linux machines without an NVIDIA driver when their index
+# answers, PyPI's default CUDA build (several GB) otherwise (.ci/torch_index.py); `make setup GPU=1` forces the
+# default, TORCH_INDEX=URL names an index.
 PYTHON      ?= python3
 VENV        ?= .venv
 BIN         := $(VENV)/bin
-NOTEBOOK    := notebooks/vae_fashion_mnist.ipynb
+NOTEBOOK    ?= notebooks/vae_fashion_mnist.ipynb
+NOTEBOOKS   := notebooks/vae_fashion_mnist.ipynb notebooks/vqvae.ipynb
 DATA_PKG    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 TORCH_INDEX ?=
-# headless runs: no progress bars (their widgets would only leave stale state), the epoch lines stay
-EXECUTE     := --to notebook --execute --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.store_widget_state=False
+GPU         ?=
+# headless runs (notebooks/execute.py): no progress bars (their widgets would only leave stale state), the epoch
+# lines stay, and one line per executed cell goes to the terminal
 
 .PHONY: run refresh test setup data benchmark benchmark-long
 
 run: setup data
-	TQDM_DISABLE=1 $(BIN)/jupyter nbconvert $(EXECUTE) --output-dir runs --output vae_fashion_mnist.ipynb $(NOTEBOOK)
-	@echo "executed notebook: runs/vae_fashion_mnist.ipynb; pictures and checkpoints: runs/notebook/"
+	TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $(NOTEBOOK) --out runs/$(notdir $(NOTEBOOK))
+	@echo "executed notebook: runs/$(notdir $(NOTEBOOK)); pictures and checkpoints: runs/notebook/"
 
 refresh: setup data
-	VAE_OUT=$(CURDIR) TQDM_DISABLE=1 $(BIN)/jupyter nbconvert $(EXECUTE) --inplace $(NOTEBOOK)
+	for nb in $(NOTEBOOKS); do VAE_OUT=$(CURDIR) TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $$nb --inplace \
+	  || exit 1; done
 
 test: setup data
 	VAE_FAST=1 $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
@@ -39,7 +44,9 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --index-url $(TORCH_INDEX) torch torchvision)
+	@index="$(TORCH_INDEX)"; [ -n "$$index" ] || index=$$(GPU="$(GPU)" $(PYTHON) .ci/torch_index.py); \
+	if [ -n "$$index" ]; then echo "installing torch from $$index"; \
+	  $(BIN)/python -m pip install --index-url "$$index" torch torchvision; fi
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $@

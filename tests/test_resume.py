@@ -56,8 +56,10 @@ def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path):
 
 
 def test_an_interrupt_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
-    with pytest.raises(vu.TrainingInterrupted, match=r"SIGTERM at epoch 2, step 1/4.*resume="):
+    with pytest.raises(vu.TrainingInterrupted, match=r"SIGTERM at epoch 2, step 1/4.*resume=") as info:
         _run(tmp_path, "run", 3, callback=lambda r: os.kill(os.getpid(), signal.SIGTERM))
+    # the command it prints runs as it stands (test_cli: resume without --out continues in the folder)
+    assert f"`python -m vae_utils train --resume {tmp_path / 'run' / 'last.pt'}`" in str(info.value)
     state = vu.read_checkpoint(tmp_path / "run" / "last.pt")
     assert state["position"] == {"epoch": 2, "step": 1}
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are restored

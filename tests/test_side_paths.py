@@ -191,7 +191,7 @@ def test_train_prior_on_a_vae_checkpoint_says_it_needs_a_vqvae(idx_root, tmp_pat
 @pytest.mark.parametrize("temperature", ["0", "-1"])
 def test_a_temperature_that_is_not_positive_is_refused_before_any_work(tmp_path, monkeypatch, capsys,
                                                                           temperature):
-    monkeypatch.setattr(vu.cli, "read_checkpoint", lambda *a, **k: pytest.fail("did work before checking"))
+    monkeypatch.setattr(vu.commands, "read_checkpoint", lambda *a, **k: pytest.fail("did work before checking"))
     assert _exit_code(["evaluate", str(tmp_path / "any.pt"), "--temperature", temperature]) == 2
     assert "--temperature" in capsys.readouterr().err
 

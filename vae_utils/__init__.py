@@ -1,24 +1,58 @@
-"""vae_utils: a convolutional Variational Autoencoder (Kingma & Welling, 2013) and its family, for notebooks."""
-from . import models  # registers every family in vae_utils/models/
+"""vae_utils: a convolutional Variational Autoencoder (Kingma & Welling, 2013) and its family, for notebooks.
+
+The model families (`vae_utils/models/`), the registry and the configs load with the package; everything else
+loads on first use of its name (PEP 562), so that `python -m vae_utils --help` answers without torchvision,
+matplotlib or the data code.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import models  # noqa: F401 (registers every family in vae_utils/models/)
 from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, LearnedPrior, Sampler, offers
-from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import Config, TrainConfig
-from .data import DATASETS, ImageDataset, binarize, class_names, load_dataset
-from .features import (ClassifierConfig, FeatureClassifier, class_histogram, classifier_features, frechet_distance,
-                       load_or_train_classifier, precision_recall)
-from .latent import interpolate, manifold_grid, pca_2d, slerp, traverse
 from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
-from .metrics import (LatentStats, active_units, code_counts, codebook_usage, evaluate, iwae_nll, latent_stats,
-                      log_importance_weights, perplexity)
+from .models.classifier import ClassifierConfig, FeatureClassifier
 from .models.prior import CodePrior, PriorConfig
 from .models.vae import VAE, VAEConfig, VAEOutput
 from .models.vqvae import VQVAE, VQVAEConfig
-from .plotting import (plot_class_histogram, plot_code_usage, plot_history, plot_kl_per_dim, plot_latent_projection,
-                       save_images, show_images)
 from .registry import UnknownModelError, model_class, register_model, registered_models
-from .report import evaluation_report, format_report, format_vq_report, sample_quality, vq_report
 from .repro import resolve_device, resolve_precision, set_seed
-from .training import NonFiniteLossError, TrainingInterrupted, train
+
+_LAZY = {  # public name -> the module that defines it, imported when the name is first used
+    **dict.fromkeys(["CheckpointError", "load_checkpoint", "pretrained", "read_checkpoint", "save_checkpoint"],
+                    "checkpoints"),
+    **dict.fromkeys(["DATASETS", "ImageDataset", "binarize", "class_names", "load_dataset"], "data"),
+    **dict.fromkeys(["class_histogram", "classifier_features", "frechet_distance", "load_or_train_classifier",
+                     "precision_recall"], "features"),
+    **dict.fromkeys(["interpolate", "manifold_grid", "pca_2d", "slerp", "traverse"], "latent"),
+    **dict.fromkeys(["LatentStats", "active_units", "code_counts", "codebook_usage", "evaluate", "iwae_nll",
+                     "latent_stats", "log_importance_weights", "perplexity"], "metrics"),
+    **dict.fromkeys(["plot_class_histogram", "plot_code_usage", "plot_history", "plot_kl_per_dim",
+                     "plot_latent_projection", "save_images", "show_images"], "plotting"),
+    **dict.fromkeys(["evaluation_report", "format_report", "format_vq_report", "sample_quality", "vq_report"],
+                    "report"),
+    **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "train"], "training"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        try:  # a submodule, e.g. vu.features
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":  # the submodule exists but needs something missing
+                raise
+            raise AttributeError(f"module 'vae_utils' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "register_model", "model_class", "registered_models", "UnknownModelError", "Config",
@@ -32,7 +66,7 @@ __all__ = [
     "iwae_nll", "log_importance_weights", "latent_stats", "LatentStats", "active_units",
     "frechet_distance", "precision_recall", "evaluation_report", "format_report",
     "FeatureClassifier", "load_or_train_classifier", "classifier_features", "class_histogram",
-    "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
+    "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "pretrained",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
     "plot_kl_per_dim", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision",

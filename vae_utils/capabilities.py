@@ -4,16 +4,16 @@ Every generative family has `config`, `image_shape` (C, H, W) and `loss(x, confi
 **options)`, returning a named tuple whose `total` training minimises (batch means, nats per image). Anything
 more is optional, and each capability below unlocks part of `evaluation_report`:
 
-| capability          | methods                                             | what the report adds                      |
-|---------------------|-----------------------------------------------------|-------------------------------------------|
-| ImportanceWeighted  | log_importance_weights(x, k, generator, ...)        | IWAE NLL (Burda et al., 2015), bits/dim   |
-| GaussianLatent      | posterior(x) -> (mu, logvar), decode(z), latent_dim | KL per dimension, active units (and the   |
-|                     |                                                     | traversals and interpolations of latent.py) |
-| Sampler             | sample(n, generator), reconstruct(x)                | Fréchet distance, precision/recall, class |
-|                     |                                                     | histogram of samples                      |
-| DiscreteCodes       | codes(x), codebook_size, grid_shape,                | codebook usage and perplexity, the bound  |
-|                     | uniform_prior_nats()                                | under a uniform prior                     |
-| LearnedPrior        | log_prob(codes)                                     | the prior's NLL of the codes, the bound   |
+| capability         | methods                                       | what the report adds                     |
+|--------------------|-----------------------------------------------|------------------------------------------|
+| ImportanceWeighted | log_importance_weights(x, k, generator, ...)  | IWAE NLL (Burda et al., 2015), bits/dim  |
+| GaussianLatent     | posterior(x) -> (mu, logvar), decode(z),      | KL per dimension, active units (and the  |
+|                    | latent_dim                                    | latent walks of latent.py)               |
+| Sampler            | sample(n, generator), reconstruct(x)          | Fréchet distance, precision/recall,      |
+|                    |                                               | class histogram of samples               |
+| DiscreteCodes      | codes(x), codebook_size, grid_shape,          | codebook usage and perplexity, the bound |
+|                    | uniform_prior_nats()                          | under a uniform prior                    |
+| LearnedPrior       | log_prob(codes)                               | the prior's NLL of the codes, the bound  |
 
 A `bound` term among the loss terms (an upper bound on -log p(x), nats) gives bits/dim where no importance
 weights do; a `likelihood` attribute (see losses.LIKELIHOODS) says whether bits/dim are defined at all.

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-import torchvision
 from torch import nn
 
 from .files import PathLike, atomic_torch_save
@@ -71,6 +70,26 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
                               f"supports ({FORMAT_VERSION}): upgrade vae_utils to read it")
     payload.setdefault("kind", "vae")  # version 1 held VAEs only
     return payload
+
+
+PRETRAINED = {  # the committed runs: name -> file in the checkout's saved_models/
+    "fashion-mnist-vae": "fashion-mnist-vae.pt",  # the main notebook's VAE (test -ELBO 239.56)
+    "fashion-mnist-vqvae-prior": "fashion-mnist-vqvae-prior.pt",  # the VQ-VAE and its transformer prior
+}
+PRETRAINED_DIRS = (Path(__file__).resolve().parent.parent / "saved_models",  # a checkout (pip install -e .)
+                   Path(__file__).resolve().parent / "weights")  # files shipped inside the package
+
+
+def pretrained(name: str, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
+    """A committed model by name (see PRETRAINED), from any working directory, in eval mode."""
+    if name not in PRETRAINED:
+        raise ValueError(f"no pretrained model {name!r}: known are {sorted(PRETRAINED)}")
+    for folder in PRETRAINED_DIRS:
+        if (folder / PRETRAINED[name]).is_file():
+            return load_checkpoint(folder / PRETRAINED[name], map_location)
+    raise FileNotFoundError(f"{PRETRAINED[name]} is in none of {[str(d) for d in PRETRAINED_DIRS]}: it ships with "
+                            "the repository's saved_models/; install vae_utils from a checkout (`pip install -e .`, "
+                            "as `make setup` does) or pass the file to load_checkpoint")
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[nn.Module] = None,
@@ -136,6 +155,8 @@ def _stored_bytes(tensor: torch.Tensor) -> int:
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, Optional[str]]:
     """Library versions and the git commit of this code, for the record."""
+    import torchvision  # here, not at the top: the command line's parser never needs it
+
     return {
         "python": platform.python_version(),
         "torch": str(torch.__version__),

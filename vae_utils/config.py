@@ -18,6 +18,10 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "onecycle")
 ON_NONFINITE = ("stop", "skip")
+# Evaluation limits, checked before any work (metrics.py, report.py and the command line)
+MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
+MAX_SAMPLES = 100_000  # samples held in memory for the Fréchet distance
+PR_K = 3  # neighbours of improved precision/recall (Kynkäänniemi et al., 2019)
 
 
 class Config:
@@ -55,6 +59,7 @@ class TrainConfig(Config):
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, fp16 + GradScaler on older GPUs, else fp32
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
+    data_root: Optional[str] = None  # where the files were read (--data-dir), for evaluate and resume; None = the search
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
     model: Config = field(default_factory=_default_model)  # the config of any registered family (VAEConfig, ...)
     model_kind: str = ""  # the family's kind, set from `model`; names its config class when `model` is a dict
@@ -81,6 +86,8 @@ class TrainConfig(Config):
         check(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite, f"one of {ON_NONFINITE}")
         if self.subset is not None:
             check_int(self.subset, "subset", 1, 1 << 40)
+        check(self.data_root is None or isinstance(self.data_root, str), "data_root", self.data_root,
+              "a folder's path or None")
 
     @classmethod
     def recipe(cls, name: str, **overrides) -> "TrainConfig":

@@ -12,14 +12,12 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted
+from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K  # noqa: F401 (re-exported: the limits' old home)
 from .data import ImageDataset, model_batches
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .losses import bits_per_dim_defined, kl_per_dim
-from .repro import resolve_precision
+from .repro import bars_disabled, resolve_precision
 
-MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
-MAX_SAMPLES = 100_000  # samples held in memory for the Fréchet distance
-PR_K = 3  # neighbours of improved precision/recall (Kynkäänniemi et al., 2019)
 NOISY_BELOW = 1_000  # fewer images than this make Fréchet distance and precision/recall noisy
 
 
@@ -114,7 +112,7 @@ def _iwae_sum(model: nn.Module, dataset: Dataset, k: int, batch_size: int, seed:
     skip = (lambda m: skip_noise(m, generator, samples=k)) if skip_noise else (lambda m: None)  # noqa: E731
     batches = shared_batches(model, dataset, batch_size, skip)
     for x in tqdm(batches, total=-(-len(dataset) // (batch_size * world_size())), desc=f"IWAE k={k}",
-                  disable=not progress or not is_main(), leave=False):
+                  disable=not progress or not is_main() or bars_disabled(), leave=False):
         log_w = model.log_importance_weights(x, k, generator, check_range=not isinstance(dataset, ImageDataset),
                                              precision=precision)
         total += (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).sum()

@@ -1,7 +1,6 @@
 """Building blocks that model families share: residual blocks, stride-2 feature sizes, the input check."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 

@@ -12,9 +12,11 @@ from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, Lea
 from .data import ImageDataset, model_batches
 from .distributed import broadcast_object, is_main
 from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
-from .metrics import (MAX_IWAE_K, MAX_SAMPLES, NOISY_BELOW, PR_K, _check_count, bits_undefined, codebook_usage,
-                      evaluate, iwae_nll, latent_stats)
+from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
+from .metrics import NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate, iwae_nll, latent_stats
 
+NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is too close to chance to trust
+UNIFORM_BITS = {"discretized-logistic": 8.0, "bernoulli": 1.0}  # bits/dim of a uniform guess: 256 levels, 2 levels
 # How format_report names the loss terms it knows; any other term is shown under its own name.
 TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL"}
 
@@ -23,7 +25,8 @@ TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "K
 def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Optional[ImageDataset] = None,
                       classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
                       seed: int = 0, real_test: Optional[ImageDataset] = None, iwae_precision: str = "fp32",
-                      progress: bool = False, sample_options: Optional[dict[str, Any]] = None) -> dict:
+                      progress: bool = False, sample_options: Optional[dict[str, Any]] = None,
+                      classifier_accuracy: Optional[float] = None) -> dict:
     """Everything the model offers, on test_data, in nats per image; `notes` says what is missing or noisy.
 
     Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
@@ -36,6 +39,10 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
 
     real_test (default test_data) is what samples are compared with: the grey-level test images when test_data is
     a binarized copy, since the decoder's means are grey levels too. Sizes are checked before any work.
+
+    `notes` also says when a figure means little: bits/dim worse than a uniform distribution over the pixel values,
+    no active latent unit, or a classifier whose test accuracy (classifier_accuracy) is near chance, in which case
+    the figures that rest on its features are left out.
     """
     real_test = test_data if real_test is None else real_test
     weighted, samples = isinstance(model, ImportanceWeighted), classifier is not None and isinstance(model, Sampler)
@@ -46,6 +53,13 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
         _check_count(len(real_test), "test images", PR_K + 1, math.inf, "images for precision/recall")
     sample_options = _checked_sample_options(model, sample_options)
     notes = []
+    if classifier is not None and classifier_accuracy is not None and classifier_accuracy < NEAR_CHANCE / (
+            classifier.n_classes):
+        notes.append(f"the feature classifier's test accuracy {classifier_accuracy:.2f} is near chance (1/"
+                     f"{classifier.n_classes} = {1 / classifier.n_classes:.2f}): its features say little, so the "
+                     "Fréchet distance, precision/recall and class histogram are left out (train it on more data or "
+                     "for more epochs: python -m vae_utils classifier)")
+        classifier, samples = None, False
     if classifier is not None and min(len(real_test), n_samples) < NOISY_BELOW:
         notes.append(f"Fréchet distance and precision/recall from {min(len(real_test), n_samples)} images are "
                      f"noisy and biased (use at least {NOISY_BELOW:,}): compare them only between runs of the "
@@ -74,6 +88,14 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
         stats = latent_stats(model, test_data)
         report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                       kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()])
+        if report["active_units"] == 0:
+            notes.append("no latent unit is active (no posterior mean varies over the data by more than 0.01): the "
+                         "posterior has collapsed to the prior and the decoder ignores z; train longer, or use KL "
+                         "warm-up or a smaller beta")
+    uniform_bits = UNIFORM_BITS.get(getattr(model, "likelihood", None))
+    if report.get("bits_per_dim") is not None and uniform_bits and report["bits_per_dim"] > uniform_bits:
+        notes.append(f"{report['bits_per_dim']:.2f} bits/dim is worse than a uniform distribution over the pixel "
+                     f"values ({uniform_bits:g} bits/dim): the model has not learned the data yet")
     report["n_test"] = len(test_data)
     if isinstance(model, DiscreteCodes):
         report["grid"] = list(model.grid_shape)
@@ -86,6 +108,7 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
             if not hasattr(model, "reconstruct"):
                 notes.append(f"{type(model).__name__} neither samples nor reconstructs: no Fréchet distance")
         report.update(broadcast_object(quality))
+    report.update(sample_options)  # e.g. the prior's temperature, recorded even when no sample was scored
     report["notes"] = notes
     return report
 

@@ -1,6 +1,7 @@
 """Reproducibility and hardware: seeds, device and numeric precision, each chosen once and explicitly."""
 from __future__ import annotations
 
+import os
 import platform
 import random
 from contextlib import nullcontext
@@ -104,3 +105,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def bars_disabled() -> bool:
+    """TQDM_DISABLE=1 hides every progress bar (the epoch lines stay); tqdm.notebook itself ignores the variable."""
+    return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-import os
+import shlex
 import signal
 import sys
 import threading
@@ -23,10 +23,12 @@ from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
 from .rundir import OutputLock, output_dir, prepare_output_dir
-from .repro import autocast, get_rng_state, resolve_device, resolve_precision, set_rng_state, set_seed
+from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, resolve_precision, set_rng_state,
+                    set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device")  # every other TrainConfig field must match the run being continued
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")  # every other TrainConfig field must match the run's own
+# (the data may move: its checksum, not its path, says whether it is the same)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -209,7 +211,7 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     start, interrupted = time.perf_counter(), None
     bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
                initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
-               leave=False, disable=not progress or _bars_disabled())
+               leave=False, disable=not progress or bars_disabled())
     try:
         for x in bar:
             state.step += 1
@@ -380,11 +382,6 @@ def _objective(model: nn.Module) -> Callable:
                                                      device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _bars_disabled() -> bool:
-    """TQDM_DISABLE=1 hides the progress bars (the epoch lines stay); tqdm.notebook itself ignores the variable."""
-    return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
-
-
 def _train_key(term: str) -> str:
     return "train_loss" if term == "total" else f"train_{term}"
 
@@ -521,8 +518,8 @@ def _interrupt(signame: str, run: _Run) -> str:
         return where + "; nothing was saved (pass out_dir to keep resumable checkpoints)"
     run.save("last.pt")
     path = run.out_dir / "last.pt"
-    return (f"{where}; saved {path}. Resume with vu.train(..., resume='{path}') or "
-            f"`python -m vae_utils train --resume {path} ...` (same data and settings)")
+    return (f"{where}; saved {path}. Resume with vu.train(..., resume='{path}') (the same data and config) or "
+            f"`python -m vae_utils train --resume {shlex.quote(str(path))}` (its settings come from the checkpoint)")
 
 
 class _StopSignals:
