@@ -42,11 +42,14 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
             if kind != "vae" or name != "fashion-mnist":
                 raise ValueError(f"--recipe {args.recipe} is a VAE recipe for fashion-mnist: drop --model/--dataset")
             base = TrainConfig.recipe(args.recipe)
-        model = base.model
-        if kind != base.model_kind or args.image_size is not None or args.channels is not None or name not in PRESETS:
+        model, family = base.model, trainable_models()[kind].config_class
+        reshaped = args.image_size is not None or args.channels is not None or name not in PRESETS
+        if not reshaped and kind != base.model_kind and issubclass(family, type(model)):
+            model = family(**model.to_dict())  # a variant of the preset's family (the IWAE): the same networks
+        elif reshaped or kind != base.model_kind:
             size, channels = ((model.image_size, model.in_channels) if name in PRESETS else
                               (DATASETS[name].image_size, DATASETS[name].channels))
-            model = trainable_models()[kind].config_class.for_images(args.image_size or size, args.channels or channels)
+            model = family.for_images(args.image_size or size, args.channels or channels)
         return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
                        model=_with_flags(model, model_flags), model_kind=kind, data_root=_root(args.data_dir))
     try:
