@@ -47,13 +47,6 @@ class IWAE(VAE):
     total_name = "neg_iwae_bound"  # how `evaluate` names the total: -L_k with the training k
     best_metric = "neg_iwae_bound"
 
-    def __init__(self, config: Optional[IWAEConfig] = None, **overrides) -> None:
-        if config is None:
-            config = IWAEConfig(**overrides)
-        elif overrides:
-            config = IWAEConfig(**{**config.to_dict(), **overrides})
-        super().__init__(config)
-
     def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
              generator: Optional[torch.Generator] = None, check_range: bool = True,
              batch_rows: Optional[tuple[int, int]] = None) -> IWAETerms:

@@ -140,10 +140,10 @@ class VAE(nn.Module):
 
     def __init__(self, config: Optional[VAEConfig] = None, **overrides) -> None:
         super().__init__()
-        if config is None:
-            config = VAEConfig(**overrides)
+        if config is None:  # a subclass (IWAE, VampPrior) builds its own config class
+            config = self.config_class(**overrides)
         elif overrides:
-            config = VAEConfig(**{**config.to_dict(), **overrides})
+            config = self.config_class(**{**config.to_dict(), **overrides})
         self.config = config
         try:
             self.encoder = Encoder(config)
