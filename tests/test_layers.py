@@ -14,7 +14,7 @@ LAYERS = {
     "data": ["images", "data"],
     "nets": ["losses", "nets", "subpixel", "importance"],
     "models": ["models", "models.*"],
-    "evaluation": ["metrics", "features", "latent", "report"],
+    "evaluation": ["metrics", "features", "latent", "samplers", "report"],
     "training": ["rundir", "training"],
     "interface": ["options", "commands", "cli", "__main__", "__init__"],
 }

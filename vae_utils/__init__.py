@@ -34,6 +34,7 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
     **dict.fromkeys(["evaluation_report", "format_report", "format_vq_report", "sample_quality", "vq_report"],
                     "report"),
     **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "train"], "training"),
+    "GMMSampler": "samplers",
 }
 
 
@@ -69,5 +70,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "pretrained",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
     "plot_kl_per_dim", "plot_latent_projection", "plot_class_histogram",
-    "set_seed", "resolve_device", "resolve_precision",
+    "set_seed", "resolve_device", "resolve_precision", "GMMSampler",
 ]

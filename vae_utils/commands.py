@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
 
+from .capabilities import GaussianLatent
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, TrainConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
@@ -24,6 +25,7 @@ from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_opt
 from .registry import generative_models, model_class, registered_models
 from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
+from .samplers import GMMSampler
 from .training import train
 
 def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
@@ -177,6 +179,9 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                               "checkpoints (the last.pt or best.pt that training writes)")
     model = model_from_checkpoint(saved, args.checkpoint, device)
     options = _sample_options(model, args.temperature)
+    if args.sampler == "gmm" and not isinstance(model, GaussianLatent):
+        raise ValueError(f"--sampler gmm: a {model.kind} model has no Gaussian posterior to fit a mixture to; use "
+                         "--sampler prior")
     run = saved.get("train_config") if isinstance(saved.get("train_config"), dict) else {}
     dataset = canonical_name(args.dataset or run.get("dataset", "fashion-mnist"))
     # the run's own data root (a folder's images, say) while it exists and the data set is the run's; --data-dir wins
@@ -189,10 +194,11 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
         classifier, accuracy = load_or_train_classifier(args.classifier, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
+    ex_post = GMMSampler(model, train_ds, args.gmm_components, args.seed) if args.sampler == "gmm" else None
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
                                progress=is_main(), sample_options=options,
-                               classifier_accuracy=about.get("classifier_test_accuracy"))
+                               classifier_accuracy=about.get("classifier_test_accuracy"), ex_post=ex_post)
     if classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
                                "precision/recall or class histogram")

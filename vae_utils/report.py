@@ -26,7 +26,7 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
                       classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
                       seed: int = 0, real_test: Optional[ImageDataset] = None, iwae_precision: str = "fp32",
                       progress: bool = False, sample_options: Optional[dict[str, Any]] = None,
-                      classifier_accuracy: Optional[float] = None) -> dict:
+                      classifier_accuracy: Optional[float] = None, ex_post: Optional[nn.Module] = None) -> dict:
     """Everything the model offers, on test_data, in nats per image; `notes` says what is missing or noisy.
 
     Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
@@ -43,6 +43,9 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
     `notes` also says when a figure means little: bits/dim worse than a uniform distribution over the pixel values,
     no active latent unit, or a classifier whose test accuracy (classifier_accuracy) is near chance, in which case
     the figures that rest on its features are left out.
+
+    ex_post (e.g. a samplers.GMMSampler) adds the same sample figures for its samples, prefixed with its `name`
+    (gmm_frechet_distance, gmm_precision, gmm_recall, gmm_sample_class_histogram).
     """
     real_test = test_data if real_test is None else real_test
     weighted, samples = isinstance(model, ImportanceWeighted), classifier is not None and isinstance(model, Sampler)
@@ -108,6 +111,11 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
             if not hasattr(model, "reconstruct"):
                 notes.append(f"{type(model).__name__} neither samples nor reconstructs: no Fréchet distance")
         report.update(broadcast_object(quality))
+        if ex_post is not None and samples:
+            name = getattr(ex_post, "name", "ex_post")
+            quality = sample_quality(ex_post, classifier, real_test, None, n_samples, seed) if is_main() else None
+            report.update({f"{name}_{k}": v for k, v in broadcast_object(quality).items()
+                           if k in ("frechet_distance", "precision", "recall", "sample_class_histogram")})
     report.update(sample_options)  # e.g. the prior's temperature, recorded even when no sample was scored
     report["notes"] = notes
     return report
@@ -206,6 +214,9 @@ def format_report(report: dict) -> str:
                      + ("" if floor is None else f", {floor:.2f} real train vs test (floor)"))
         lines.append(f"  precision / recall   {report['precision']:8.3f} / {report['recall']:.3f}   "
                      f"({report['n_samples']:,} samples)")
+        for name in sorted(k.removesuffix("_frechet_distance") for k in report if k.endswith("_frechet_distance")):
+            lines.append(f"  with the {name} sampler: Fréchet distance {report[name + '_frechet_distance']:.2f}, "
+                         f"precision / recall {report[name + '_precision']:.3f} / {report[name + '_recall']:.3f}")
     elif "frechet_distance_reconstructions" in report:
         lines.append(f"  Fréchet distance     {report['frechet_distance_reconstructions']:8.2f} reconstructions")
     lines += [f"  note: {note}" for note in report.get("notes", [])]
