@@ -307,3 +307,34 @@ def test_resume_without_out_continues_in_the_checkpoints_folder(idx_root, tmp_pa
           "--out", str(tmp_path / "run"), "--quiet"])
     main(["train", "--resume", str(tmp_path / "run" / "last.pt"), "--epochs", "2", "--quiet"])  # as the Ctrl-C hint
     assert len(vu.read_checkpoint(tmp_path / "run" / "last.pt")["history"]) == 2
+
+
+def test_sample_writes_a_repeatable_grid_for_a_family_that_samples(tmp_path, capsys):
+    model = vu.save_checkpoint(vu.VAE(latent_dim=2), tmp_path / "vae.pt")
+    main(["sample", str(model), "--n", "12", "--nrow", "4", "--out", str(tmp_path / "a.png")])
+    main(["sample", str(model), "--n", "12", "--nrow", "4", "--out", str(tmp_path / "b.png")])
+    assert json.loads(capsys.readouterr().out.split("}\n")[0] + "}")["n"] == 12
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()  # seed 0 both times
+    from PIL import Image
+
+    assert Image.open(tmp_path / "a.png").size == (4 * 30 + 2, 3 * 30 + 2)  # 4 x 3 images of 28 + 2 padding
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n", "0"], "--n 0"),
+    (["--temperature", "0"], "--temperature 0"),
+    (["--out", "grid.jpg"], "name a .png file"),
+])
+def test_sample_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv, message):
+    model = vu.save_checkpoint(vu.VAE(latent_dim=2), tmp_path / "vae.pt")
+    out = ["--out", str(tmp_path / "grid.png")] if "--out" not in argv else []
+    with pytest.raises(SystemExit) as info:
+        main(["sample", str(model), *out, *argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sample_says_a_vqvae_alone_cannot_sample(tmp_path, capsys):
+    path = vu.save_checkpoint(vu.VQVAE(), tmp_path / "vq.pt")
+    with pytest.raises(SystemExit):
+        main(["sample", str(path), "--out", str(tmp_path / "g.png")])
+    assert "cannot sample" in capsys.readouterr().err

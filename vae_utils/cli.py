@@ -1,4 +1,4 @@
-"""Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|classifier ...`, the notebook's
+"""Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|sample|classifier ...`, the notebook's
 pipeline for jobs. This module parses; commands.py does the work, imported only once the arguments are parsed, so
 that `--help` and argument errors answer without loading torchvision or the data code.
 
@@ -118,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--seed", type=int, default=0)
 
+    s = commands.add_parser("sample", help="draw samples from a checkpoint of any family that samples and save "
+                                           "them as one PNG grid")
+    s.add_argument("checkpoint", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="the PNG file to write (e.g. grid.png)")
+    s.add_argument("--n", type=int, default=64, help="how many samples (default 64, at most 10,000)")
+    s.add_argument("--nrow", type=int, default=8, help="images per row of the grid (default 8)")
+    s.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature")
+    s.add_argument("--seed", type=int, default=0, help="seeds the sampling generator (default 0): same seed, same "
+                                                      "grid")
+    s.add_argument("--device", default="auto")
+
     c = commands.add_parser("classifier", help="(re)train the feature classifier used for Fréchet distances")
     c.add_argument("--dataset", default="fashion-mnist")
     c.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
@@ -156,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .training import NonFiniteLossError, TrainingInterrupted
 
     commands = {"train": run.run_train, "train-prior": run.run_train_prior, "evaluate": run.run_evaluate,
-                "classifier": run.run_classifier}
+                "sample": run.run_sample, "classifier": run.run_classifier}
     main_process = True
     try:
         result = commands[args.command](args)

@@ -11,7 +11,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
 
-from .capabilities import GaussianLatent
+import torch
+
+from .capabilities import GaussianLatent, Sampler
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, TrainConfig
 from .data import DATASETS, binarize, canonical_name, load_dataset
@@ -23,6 +25,7 @@ from .models.prior import CodePrior, PriorConfig
 from .models.vqvae import VQVAE, VQVAEConfig
 from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_options, trainable_models
 from .registry import generative_models, model_class, registered_models
+from .plotting import save_images
 from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
 from .samplers import GMMSampler
@@ -216,6 +219,26 @@ def _sample_options(model, temperature: float) -> dict:
         raise ValueError(f"--temperature {temperature}: a {model.kind} model samples without a temperature; drop "
                          "the flag")
     return {}
+
+
+def run_sample(args: argparse.Namespace) -> dict:
+    """Draw --n samples from a checkpoint (seeded by --seed) and write them as one PNG grid to --out."""
+    _check_range(args.n, "--n", 1, 10_000)
+    _check_range(args.nrow, "--nrow", 1, 1_000)
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature {args.temperature}: expected a number > 0 (1 samples the prior itself)")
+    if args.out.suffix.lower() != ".png":
+        raise ValueError(f"--out {args.out}: name a .png file for the grid")
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(read_checkpoint(args.checkpoint, map_location=device), args.checkpoint, device)
+    if not isinstance(model, Sampler):
+        raise ValueError(f"{args.checkpoint} holds a {model.kind} model, which cannot sample (train a prior for a "
+                         "VQ-VAE: `train-prior`)")
+    options = _sample_options(model, args.temperature)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    images = model.sample(args.n, generator=generator, **options)
+    save_images(images, args.out, nrow=args.nrow)
+    return {"checkpoint": str(args.checkpoint), "out": str(args.out), "n": args.n, "seed": args.seed, **options}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:
