@@ -59,7 +59,7 @@ class TrainConfig(Config):
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has fast bf16, fp16 + GradScaler on older GPUs, else fp32
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
-    data_root: Optional[str] = None  # where the files were read (--data-dir), for evaluate and resume; None = the search
+    data_root: Optional[str] = None  # where the files were read (--data-dir), for evaluate and resume; None: search
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
     model: Config = field(default_factory=_default_model)  # the config of any registered family (VAEConfig, ...)
     model_kind: str = ""  # the family's kind, set from `model`; names its config class when `model` is a dict

@@ -53,7 +53,8 @@ def model_options(parser: Optional[argparse.ArgumentParser] = None) -> list[Mode
     for name, (value_type, many, kinds, doc) in found.items():
         flag = "--" + name.replace("_", "-")
         flag = "--model-" + name.replace("_", "-") if flag in taken else flag
-        spec = {"type": value_type, "default": None, "metavar": name.upper(), "help": f"{doc} [{', '.join(kinds)}]".replace("%", "%%")}
+        help_text = f"{doc} [{', '.join(kinds)}]".replace("%", "%%")  # argparse formats % in help
+        spec = {"type": value_type, "default": None, "metavar": name.upper(), "help": help_text}
         if value_type is bool:
             spec = {"action": argparse.BooleanOptionalAction, "default": None, "help": spec["help"]}
         elif many:
