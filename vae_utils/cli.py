@@ -1,6 +1,6 @@
 """Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|sample|classifier ...`, the
-notebook's pipeline for jobs. This module parses; commands.py does the work, imported only once the arguments are parsed, so
-that `--help` and argument errors answer without loading torchvision or the data code.
+notebook's pipeline for jobs. This module parses; commands.py does the work, imported only once the arguments are
+parsed, so that `--help` and argument errors answer without loading torchvision or the data code.
 
 stdout carries only the JSON result; progress, reports and notes go to stderr.
 """
