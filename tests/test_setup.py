@@ -67,3 +67,13 @@ def test_the_makefile_installs_torch_from_the_chosen_index():
     recipe = subprocess.run(["make", "-n", "-B", "setup", "PYTHON=true"], capture_output=True, text=True,
                             cwd=SCRIPT.parent.parent, timeout=60).stdout
     assert ".ci/torch_index.py" in recipe and '--index-url "$index" torch torchvision' in recipe
+
+
+def test_every_package_folder_is_installed_by_pip():
+    """A non-editable `pip install .` ships what pyproject.toml lists: a family folder left out would vanish."""
+    import tomllib
+
+    root = SCRIPT.parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "vae_utils").rglob("__init__.py")}
+    assert folders == listed
