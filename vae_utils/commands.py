@@ -141,6 +141,12 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     out = Path(args.out)
     root = _existing(config.data_root)
     train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root) for split in ("train", "test"))
+    n_train = min(len(train_ds), config.subset or len(train_ds))
+    if (saved is None and "dataset_size" in {f.name for f in fields(config.model)}
+            and getattr(args, "model_dataset_size", None) is None and config.model.dataset_size != n_train):
+        config = replace(config, model=replace(config.model, dataset_size=n_train))  # N of the β-TCVAE's estimator
+        set_seed(config.seed)  # the model is built as run_train would have built it with this config
+        model = model_class(config.model_kind)(config.model)
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     if saved is not None and _finished_history(saved, config) is not None:  # killed after its last checkpoint

@@ -1,0 +1,87 @@
+"""β-TCVAE (Chen et al., 2018): the KL term split into index-code mutual information, total correlation and
+dimension-wise KL, the total correlation weighted by beta_tc, on the VAE's networks."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from ..config import TrainConfig, check, check_int, is_number
+from ..importance import LOG_2PI, standard_normal_log_prob
+from ..losses import kl_warmup_factor, reconstruction_loss
+from ..registry import register_model
+from .vae import VAE, VAEConfig
+
+
+@dataclass(frozen=True)
+class BetaTCVAEConfig(VAEConfig):
+    """The VAE's architecture (every VAEConfig field) and the weights of the three parts of the KL term."""
+
+    beta_tc: float = 6.0  # weight of the total correlation (Chen et al.'s beta; 6 in their dSprites runs); 1 = VAE
+    alpha: float = 1.0  # weight of the index-code mutual information
+    gamma: float = 1.0  # weight of the dimension-wise KL
+    dataset_size: int = 60_000  # N of the minibatch-weighted estimator: the training set's size (the CLI sets it)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("beta_tc", "alpha", "gamma"):
+            value = getattr(self, name)
+            check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
+        check_int(self.dataset_size, "dataset_size", 1, 1 << 40)
+
+
+class TCTerms(NamedTuple):
+    """What `BetaTCVAE.loss` returns: batch means in nats per image."""
+
+    total: Tensor  # recon + alpha * mi + beta_tc * tc + gamma * dwkl: what training minimises
+    neg_elbo: Tensor  # recon + kl: the -ELBO of the same networks (picks best.pt)
+    recon: Tensor  # -log p(x|z)
+    kl: Tensor  # log q(z|x) - log p(z) at the sampled z = mi + tc + dwkl
+    mi: Tensor  # index-code mutual information: log q(z|x) - log q(z)
+    tc: Tensor  # total correlation: log q(z) - sum_d log q(z_d)
+    dwkl: Tensor  # dimension-wise KL: sum_d log q(z_d) - log p(z)
+
+
+def kl_decomposition(z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(mi, tc, dwkl), each (B,), of samples z ~ q(z|x) (B, D), with the minibatch-weighted sampling estimator of
+    the aggregate posterior (Chen et al., 2018, Sec. 4.1): q(z) ~ 1/(N B) sum_j q(z|x_j). They sum to
+    log q(z|x) - log p(z) exactly."""
+    B = z.shape[0]
+    z, mu, logvar = z.float(), mu.float(), logvar.float()
+    log_qzd_x = -0.5 * ((z.unsqueeze(1) - mu.unsqueeze(0)).pow(2) * torch.exp(-logvar.unsqueeze(0))
+                        + logvar.unsqueeze(0) + LOG_2PI)  # (B, B, D): log q(z_i,d | x_j)
+    log_q_zx = log_qzd_x.diagonal(dim1=0, dim2=1).sum(0)  # (B,): log q(z_i | x_i)
+    log_norm = math.log(dataset_size * B)
+    log_qz = torch.logsumexp(log_qzd_x.sum(2), dim=1) - log_norm  # (B,)
+    log_prod_qzd = (torch.logsumexp(log_qzd_x, dim=1) - log_norm).sum(1)  # (B,)
+    log_pz = standard_normal_log_prob(z)
+    return log_q_zx - log_qz, log_qz - log_prod_qzd, log_prod_qzd - log_pz
+
+
+@register_model("btcvae")
+class BetaTCVAE(VAE):
+    """A VAE whose objective weights the total correlation of the aggregate posterior by beta_tc (Chen et al.,
+    2018): with beta_tc > 1 the latent dimensions are pushed towards independence (disentanglement) without
+    weighting the mutual information between x and z, as a β-VAE's beta does. The three terms are reported."""
+
+    config_class = BetaTCVAEConfig
+    total_name = "objective"  # how `evaluate` names the total: not a bound unless every weight is 1
+    best_metric = "neg_elbo"
+
+    def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
+             generator: Optional[torch.Generator] = None, check_range: bool = True,
+             batch_rows: Optional[tuple[int, int]] = None) -> TCTerms:
+        """recon + warm-up * (alpha MI + beta_tc TC + gamma dwKL), one sampled z per image (batch means)."""
+        c = self.config
+        warmup = 1.0 if config is None else kl_warmup_factor(epochs_done, config.kl_warmup_epochs)
+        mu, logvar = self.encode(x)  # (B, D)
+        z = self.reparameterize(mu, logvar, generator, batch_rows)
+        recon = reconstruction_loss(self.decoder(z), x, c.likelihood, c.gaussian_std, check_range).mean()
+        mi, tc, dwkl = (t.mean() for t in kl_decomposition(z, mu, logvar, c.dataset_size))
+        kl = mi + tc + dwkl
+        total = recon + warmup * (c.alpha * mi + c.beta_tc * tc + c.gamma * dwkl)
+        return TCTerms(total, (recon + kl).detach(), recon.detach(), kl.detach(), mi.detach(), tc.detach(),
+                       dwkl.detach())
