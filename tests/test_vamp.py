@@ -106,3 +106,11 @@ def test_training_resumes_bit_exactly_pseudo_inputs_included(tmp_path):
              resume=tmp_path / "b" / "last.pt", progress=False)
     assert all(torch.equal(p, q) for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()))
     assert not torch.equal(straight.pseudo_logits, _model(4).pseudo_logits)  # the pseudo-inputs were learned
+
+
+def test_more_pseudo_inputs_than_training_images_are_refused_before_training(idx_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--model", "vamp", "--pseudo-inputs", "65", "--data-dir", str(idx_root), "--out",
+              str(tmp_path / "run"), "--quiet"])
+    assert info.value.code == 2 and "more than the 64 training images" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
