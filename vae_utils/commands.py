@@ -142,13 +142,10 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     root = _existing(config.data_root)
     train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root) for split in ("train", "test"))
     n_train = min(len(train_ds), config.subset or len(train_ds))
-    pseudo_inputs = getattr(config.model, "pseudo_inputs", None)  # the VampPrior's: at most one per training image
-    if pseudo_inputs is not None and pseudo_inputs > n_train:
-        raise ValueError(f"--pseudo-inputs {pseudo_inputs} is more than the {n_train:,} training images: choose at "
-                         f"most {n_train:,}")
-    if (saved is None and "dataset_size" in {f.name for f in fields(config.model)}
-            and getattr(args, "model_dataset_size", None) is None and config.model.dataset_size != n_train):
-        config = replace(config, model=replace(config.model, dataset_size=n_train))  # N of the β-TCVAE's estimator
+    given = {o.field for o in model_options() if getattr(args, o.dest, None) is not None}
+    fitted = config.model.for_training_set(n_train, given)  # checks, and a new run's data-dependent fields
+    if saved is None and fitted != config.model:
+        config = replace(config, model=fitted)
         set_seed(config.seed)  # the model is built as run_train would have built it with this config
         model = model_class(config.model_kind)(config.model)
     if config.binarize:

@@ -9,7 +9,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from .registry import UnknownModelError, kind_of_config, model_class
 
@@ -37,6 +37,12 @@ class Config:
         """Inverse of `to_dict`; unknown keys are an error, and so are missing ones when complete=True (a class
         may narrow that to the fields in its REQUIRED tuple, for files written before later fields existed)."""
         return _from_dict(cls, data, complete)
+
+    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "Config":
+        """This config fitted to a training set of n_images: a family whose config depends on it (the β-TCVAE's
+        estimator) returns an adjusted copy, leaving the fields in `given` (set by the user) alone, and one that
+        cannot work with it (more VampPrior pseudo-inputs than images) raises ValueError. Most return self."""
+        return self
 
 
 def _default_model() -> Config:

@@ -3,8 +3,8 @@ dimension-wise KL, the total correlation weighted by beta_tc, on the VAE's netwo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from dataclasses import dataclass, replace
+from typing import Collection, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -31,6 +31,10 @@ class BetaTCVAEConfig(VAEConfig):
             value = getattr(self, name)
             check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         check_int(self.dataset_size, "dataset_size", 1, 1 << 40)
+
+    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "BetaTCVAEConfig":
+        """dataset_size = the training set's size, unless the user set it."""
+        return self if "dataset_size" in given else replace(self, dataset_size=n_images)
 
 
 class TCTerms(NamedTuple):

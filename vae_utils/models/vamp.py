@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Collection, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,13 @@ class VampConfig(VAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int(self.pseudo_inputs, "pseudo_inputs", 1, 100_000)
+
+    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "VampConfig":
+        """This config, unless it has more pseudo-inputs than there are training images (ValueError)."""
+        if self.pseudo_inputs > n_images:
+            raise ValueError(f"pseudo_inputs={self.pseudo_inputs} is more than the {n_images:,} training images: "
+                             f"choose at most {n_images:,}")
+        return self
 
 
 class VampTerms(NamedTuple):
