@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64, help="how many samples (default 64, at most 10,000)")
     s.add_argument("--nrow", type=int, default=8, help="images per row of the grid (default 8)")
     s.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature")
+    s.add_argument("--label", type=int, default=None, help="a conditional model's class: every sample of it (without "
+                                                          "the flag: one row per class, --n / classes each)")
     s.add_argument("--seed", type=int, default=0, help="seeds the sampling generator (default 0): same seed, same "
                                                       "grid")
     s.add_argument("--device", default="auto")

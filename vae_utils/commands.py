@@ -16,7 +16,7 @@ import torch
 from .capabilities import GaussianLatent, Sampler
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, TrainConfig
-from .data import DATASETS, binarize, canonical_name, load_dataset
+from .data import DATASETS, binarize, canonical_name, is_conditional, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
@@ -143,7 +143,8 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root) for split in ("train", "test"))
     n_train = min(len(train_ds), config.subset or len(train_ds))
     given = {o.field for o in model_options() if getattr(args, o.dest, None) is not None}
-    fitted = config.model.for_training_set(n_train, given)  # checks, and a new run's data-dependent fields
+    n_classes = max(len(train_ds.classes or ()), int(train_ds.labels.max()) + 1) if train_ds.has_labels else 0
+    fitted = config.model.for_training_set(n_train, given, n_classes)  # checks; a new run's data-dependent fields
     if saved is None and fitted != config.model:
         config = replace(config, model=fitted)
         set_seed(config.seed)  # the model is built as run_train would have built it with this config
@@ -192,6 +193,9 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     if args.sampler == "gmm" and not isinstance(model, GaussianLatent):
         raise ValueError(f"--sampler gmm: a {model.kind} model has no Gaussian posterior to fit a mixture to; use "
                          "--sampler prior")
+    if args.sampler == "gmm" and is_conditional(model):
+        raise ValueError(f"--sampler gmm: a {model.kind} model decodes z with a label, which a mixture over z does not "
+                         "give; use --sampler prior")
     run = saved.get("train_config") if isinstance(saved.get("train_config"), dict) else {}
     dataset = canonical_name(args.dataset or run.get("dataset", "fashion-mnist"))
     # the run's own data root (a folder's images, say) while it exists and the data set is the run's; --data-dir wins
@@ -243,9 +247,23 @@ def run_sample(args: argparse.Namespace) -> dict:
                          "VQ-VAE: `train-prior`)")
     options = _sample_options(model, args.temperature)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    images = model.sample(args.n, generator=generator, **options)
-    save_images(images, args.out, nrow=args.nrow)
-    return {"checkpoint": str(args.checkpoint), "out": str(args.out), "n": args.n, "seed": args.seed, **options}
+    n, nrow = args.n, args.nrow
+    if is_conditional(model):
+        if args.label is None:  # one row per class
+            nrow = max(1, args.n // model.n_classes)
+            n = nrow * model.n_classes
+            options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
+        else:
+            _check_range(args.label, "--label", 0, model.n_classes - 1)
+            options["labels"] = args.label
+    elif args.label is not None:
+        raise ValueError(f"--label {args.label}: a {model.kind} model is not conditioned on a label; drop the flag "
+                         "(train --model cvae for one that is)")
+    images = model.sample(n, generator=generator, **options)
+    save_images(images, args.out, nrow=nrow)
+    options.pop("labels", None)
+    return {"checkpoint": str(args.checkpoint), "out": str(args.out), "n": n, "seed": args.seed, **options,
+            **({} if args.label is None else {"label": args.label})}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:

@@ -38,10 +38,11 @@ class Config:
         may narrow that to the fields in its REQUIRED tuple, for files written before later fields existed)."""
         return _from_dict(cls, data, complete)
 
-    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "Config":
-        """This config fitted to a training set of n_images: a family whose config depends on it (the β-TCVAE's
-        estimator) returns an adjusted copy, leaving the fields in `given` (set by the user) alone, and one that
-        cannot work with it (more VampPrior pseudo-inputs than images) raises ValueError. Most return self."""
+    def for_training_set(self, n_images: int, given: Collection[str] = (), n_classes: int = 0) -> "Config":
+        """This config fitted to a training set of n_images in n_classes classes (0: unlabelled): a family whose
+        config depends on it (the β-TCVAE's estimator, the cVAE's classes) returns an adjusted copy, leaving the
+        fields in `given` (set by the user) alone, and one that cannot work with it (more VampPrior pseudo-inputs
+        than images, a cVAE on unlabelled images) raises ValueError. Most return self."""
         return self
 
 

@@ -73,13 +73,20 @@ class ImageDataset(Dataset):
     """Images held in memory as uint8 (N, C, H, W); items are (float image (C, H, W) in [0, 1], label)."""
 
     def __init__(self, images: Tensor, labels: Optional[Tensor] = None, name: str = "images",
-                 classes: Optional[list[str]] = None) -> None:
+                 classes: Optional[list[str]] = None, factors: Optional[Tensor] = None,
+                 factor_names: tuple[str, ...] = ()) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         labels = torch.full((images.shape[0],), -1) if labels is None else torch.as_tensor(labels)
         if labels.shape != (images.shape[0],):
             raise ValueError(f"expected {images.shape[0]} labels, got shape {tuple(labels.shape)}")
+        if factors is not None:
+            factors = torch.as_tensor(factors).long()
+            if factors.dim() != 2 or len(factors) != len(images) or factors.shape[1] != len(factor_names):
+                raise ValueError(f"expected factors of shape ({len(images)}, {len(factor_names)}) (one column per "
+                                 f"name in factor_names), got {tuple(factors.shape)}")
         self.images, self.labels, self.name, self.classes = images, labels.long(), name, classes
+        self.factors, self.factor_names = factors, tuple(factor_names)  # generative factors (dSprites), as indices
 
     @property
     def has_labels(self) -> bool:
@@ -106,7 +113,17 @@ class ImageDataset(Dataset):
         if n > len(self):
             raise ValueError(f"subset={n} but {self.name} holds {len(self)} images: pass at most {len(self)}, "
                              "or no subset for all of them")
-        return ImageDataset(self.images[:n], self.labels[:n], self.name, self.classes)
+        return self.take(slice(0, n))
+
+    def take(self, rows) -> "ImageDataset":
+        """The images (with their labels and factors) at rows: a slice or an index tensor."""
+        return ImageDataset(self.images[rows], self.labels[rows], self.name, self.classes,
+                            None if self.factors is None else self.factors[rows], self.factor_names)
+
+    def with_images(self, images: Tensor, name: Optional[str] = None) -> "ImageDataset":
+        """The same rows (labels, factors) with other images, e.g. binarized, resized or on another device."""
+        return ImageDataset(images, self.labels, self.name if name is None else name, self.classes, self.factors,
+                            self.factor_names)
 
     def __repr__(self) -> str:
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
@@ -124,8 +141,7 @@ def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     """Each pixel drawn once as Bernoulli(grey level) with a fixed seed: the binarized test sets of the literature."""
     generator = torch.Generator().manual_seed(seed)
     bits = torch.bernoulli(dataset.images.float() / 255, generator=generator)
-    return ImageDataset((bits * 255).to(torch.uint8), dataset.labels, f"{dataset.name}/binarized-seed{seed}",
-                        dataset.classes)
+    return dataset.with_images((bits * 255).to(torch.uint8), f"{dataset.name}/binarized-seed{seed}")
 
 
 def canonical_name(name: str) -> str:
@@ -316,7 +332,7 @@ def _resized(dataset: ImageDataset, preprocess: Preprocess) -> ImageDataset:
                             for chunk in images.split(4096)])
     if images is dataset.images:
         return dataset
-    return ImageDataset(images.contiguous(), dataset.labels, dataset.name, dataset.classes)
+    return dataset.with_images(images.contiguous())
 
 
 def _file_names(cls: type) -> list[str]:
@@ -432,8 +448,9 @@ def _not_found(key: str, root: Path, named: bool, why: str) -> str:
 
 
 def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, order: Optional[Tensor] = None,
-                    start: int = 0) -> Iterator[Tensor]:
-    """Yield float batches (B, C, H, W) in [0, 1] on device, in `order` (indices) from batch `start` on.
+                    start: int = 0, labels: bool = False) -> Iterator:
+    """Yield float batches (B, C, H, W) in [0, 1] on device, in `order` (indices) from batch `start` on; with
+    labels=True, pairs (images, labels (B,) long) instead.
 
     An ImageDataset is batched by indexing its uint8 tensor (no per-sample Python work); any other
     Dataset goes through a torch DataLoader.
@@ -442,26 +459,69 @@ def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, ord
     order = order[start * batch_size:]
     if isinstance(dataset, ImageDataset):
         images = dataset.images.to(device, non_blocking=True)  # a no-op when the data already lives there
+        targets = dataset.labels.to(device, non_blocking=True) if labels else None
         order = order.to(device, non_blocking=True)
         for first in range(0, len(order), batch_size):
-            yield images.index_select(0, order[first:first + batch_size]).float().div_(255)
+            rows = order[first:first + batch_size]
+            x = images.index_select(0, rows).float().div_(255)
+            yield (x, targets.index_select(0, rows)) if labels else x
     else:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist())
         for batch in loader:
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            yield x.to(device, non_blocking=True).float()
+            x = x.to(device, non_blocking=True).float()
+            if labels:
+                if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+                    raise ValueError(f"{type(dataset).__name__} yields no labels: a conditional model needs "
+                                     "(image, label) items")
+                yield x, torch.as_tensor(batch[1]).to(device, non_blocking=True).long()
+            else:
+                yield x
 
 
 def model_batches(model: torch.nn.Module, dataset: Dataset, batch_size: int) -> Iterator[Tensor]:
     """Float batches of dataset on the model's device, the model in eval mode meanwhile (restored afterwards)."""
+    for x, _ in model_inputs(model, dataset, batch_size, conditional=False):
+        yield x
+
+
+def model_inputs(model: torch.nn.Module, dataset: Dataset, batch_size: int, conditional: Optional[bool] = None
+                 ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """(x, extra) pairs for the model's methods, `model.loss(x, **extra)`: extra is {"labels": y} for a conditional
+    model (a `conditional = True` attribute, e.g. the conditional VAE) and {} otherwise; the model in eval mode
+    meanwhile (restored afterwards)."""
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty data set")
+    labelled = is_conditional(model) if conditional is None else conditional
+    if labelled:
+        check_labels(model, dataset, "the data set")
     was_training = model.training
     model.eval()
     try:
-        yield from iterate_batches(dataset, batch_size, next(model.parameters()).device)
+        for batch in iterate_batches(dataset, batch_size, next(model.parameters()).device, labels=labelled):
+            yield (batch[0], {"labels": batch[1]}) if labelled else (batch, {})
     finally:
         model.train(was_training)
+
+
+def is_conditional(model: object) -> bool:
+    """True for a model whose methods take the images' labels (`conditional = True`, e.g. the conditional VAE)."""
+    return bool(getattr(model, "conditional", False))
+
+
+def check_labels(model: torch.nn.Module, dataset: Dataset, name: str) -> None:
+    """ValueError unless every image of an ImageDataset has a label the conditional model knows (0..classes-1)."""
+    if not isinstance(dataset, ImageDataset):
+        return
+    if not dataset.has_labels:
+        raise ValueError(f"{name} ({dataset.name}) has no class labels, and the {type(model).__name__} is conditioned "
+                         "on them: use a labelled data set (e.g. fashion-mnist, or an image folder with one "
+                         "sub-folder per class)")
+    n_classes = getattr(model, "n_classes", None)
+    top = int(dataset.labels.max())
+    if n_classes is not None and top >= n_classes:
+        raise ValueError(f"{name} ({dataset.name}) has labels up to {top} but the {type(model).__name__} knows "
+                         f"{n_classes} classes: build it with num_classes={top + 1} or more")
 
 
 def dataset_checksum(dataset: Dataset) -> Optional[str]:

@@ -79,9 +79,14 @@ def classifier_features(model: FeatureClassifier, images: Union[Tensor, Dataset]
 @torch.no_grad()
 def class_histogram(model: FeatureClassifier, images: Tensor) -> Tensor:
     """Fraction of images assigned to each class, (n_classes,): shows whether a generator forgets classes."""
-    device = next(model.parameters()).device
-    predictions = model.head(classifier_features(model, images).to(device)).argmax(1).cpu()
+    predictions = predicted_classes(model, images)
     return torch.bincount(predictions, minlength=model.n_classes).float() / len(images)
+
+
+def predicted_classes(model: FeatureClassifier, images: Tensor) -> Tensor:
+    """The classifier's class for each image (N,), on the CPU."""
+    device = next(model.parameters()).device
+    return model.head(classifier_features(model, images).to(device)).argmax(1).cpu()
 
 
 def cache_dir() -> Path:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K  # noqa: F401 (re-exported: the limits' old home)
-from .data import ImageDataset, model_batches
+from .data import ImageDataset, model_inputs
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .losses import bits_per_dim_defined, kl_per_dim
 from .repro import bars_disabled, resolve_precision
@@ -22,13 +22,13 @@ NOISY_BELOW = 1_000  # fewer images than this make Fréchet distance and precisi
 
 
 def shared_batches(model: nn.Module, dataset: Dataset, batch_size: int, skip: Callable[[int], None]
-                   ) -> Iterator[Tensor]:
-    """model_batches, each process of a torchrun taking every world_size-th batch; skip(n) is called for the
+                   ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """model_inputs, each process of a torchrun taking every world_size-th batch; skip(n) is called for the
     batches of the others, to keep a random stream shared with them (and with a single process) in step."""
     world, me = world_size(), rank()
-    for b, x in enumerate(model_batches(model, dataset, batch_size)):
+    for b, (x, extra) in enumerate(model_inputs(model, dataset, batch_size)):
         if b % world == me:
-            yield x
+            yield x, extra
         else:
             skip(len(x))
 
@@ -45,8 +45,8 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 1000, seed: i
     sums: dict[str, Tensor] = {}
     n = 0
     skip = getattr(model, "skip_noise", lambda n, generator: None)
-    for x in shared_batches(model, dataset, batch_size, lambda m: skip(m, generator)):
-        terms = model.loss(x, generator=generator, check_range=check_range)
+    for x, extra in shared_batches(model, dataset, batch_size, lambda m: skip(m, generator)):
+        terms = model.loss(x, generator=generator, check_range=check_range, **extra)
         for name, value in terms._asdict().items():
             sums[name] = sums.get(name, 0) + value.detach().double() * len(x)
         n += len(x)
@@ -111,10 +111,10 @@ def _iwae_sum(model: nn.Module, dataset: Dataset, k: int, batch_size: int, seed:
     skip_noise = getattr(model, "skip_noise", None)  # keeps one random stream for any number of processes
     skip = (lambda m: skip_noise(m, generator, samples=k)) if skip_noise else (lambda m: None)  # noqa: E731
     batches = shared_batches(model, dataset, batch_size, skip)
-    for x in tqdm(batches, total=-(-len(dataset) // (batch_size * world_size())), desc=f"IWAE k={k}",
+    for x, extra in tqdm(batches, total=-(-len(dataset) // (batch_size * world_size())), desc=f"IWAE k={k}",
                   disable=not progress or not is_main() or bars_disabled(), leave=False):
         log_w = model.log_importance_weights(x, k, generator, check_range=not isinstance(dataset, ImageDataset),
-                                             precision=precision)
+                                             precision=precision, **extra)
         total += (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).sum()
         n += x.shape[0]
     return _summed(total, n)
@@ -164,8 +164,8 @@ def latent_stats(model: nn.Module, dataset: Dataset, threshold: float = 0.01, ba
     """
     _require(model, GaussianLatent, "Gaussian posterior (posterior(x) -> mu, logvar)")
     mus, kl_sum = [], 0
-    for x in model_batches(model, dataset, batch_size):
-        mu, logvar = model.posterior(x)
+    for x, extra in model_inputs(model, dataset, batch_size):
+        mu, logvar = model.posterior(x, **extra)
         kl_sum = kl_sum + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
         mus.append(mu.float().cpu())
     mu = torch.cat(mus)
@@ -194,7 +194,7 @@ def code_counts(model: nn.Module, dataset: Dataset, batch_size: int = 1000) -> T
     """
     _require(model, DiscreteCodes, "discrete codes (codes(x), codebook_size)")
     counts = torch.zeros(model.codebook_size, dtype=torch.long)
-    for x in model_batches(model, dataset, batch_size):
+    for x, _ in model_inputs(model, dataset, batch_size):
         counts += torch.bincount(model.codes(x).flatten().cpu(), minlength=model.codebook_size)
     return counts
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, LearnedPrior, Sampler
-from .data import ImageDataset, model_batches
+from .data import ImageDataset, is_conditional, model_inputs
 from .distributed import broadcast_object, is_main
-from .features import FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall
+from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall,
+                       predicted_classes)
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
 from .metrics import NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate, iwae_nll, latent_stats
 
@@ -99,6 +100,9 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
     if report.get("bits_per_dim") is not None and uniform_bits and report["bits_per_dim"] > uniform_bits:
         notes.append(f"{report['bits_per_dim']:.2f} bits/dim is worse than a uniform distribution over the pixel "
                      f"values ({uniform_bits:g} bits/dim): the model has not learned the data yet")
+    if is_conditional(model):
+        notes.append(f"{type(model).__name__} is conditioned on the label: its -ELBO and IWAE NLL bound "
+                     "-log p(x|y), the true label given; -log p(x) is at most that plus log(classes) nats")
     report["n_test"] = len(test_data)
     if isinstance(model, DiscreteCodes):
         report["grid"] = list(model.grid_shape)
@@ -111,6 +115,9 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
             if not hasattr(model, "reconstruct"):
                 notes.append(f"{type(model).__name__} neither samples nor reconstructs: no Fréchet distance")
         report.update(broadcast_object(quality))
+        if samples and is_conditional(model) and classifier.n_classes == model.n_classes:
+            report.update(broadcast_object(conditional_accuracy(model, classifier, n_samples, seed)
+                                           if is_main() else None))
         if ex_post is not None and samples:
             name = getattr(ex_post, "name", "ex_post")
             quality = sample_quality(ex_post, classifier, real_test, None, n_samples, seed) if is_main() else None
@@ -157,7 +164,8 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     samples = torch.cat([model.sample(min(1000, n_samples - i), generator=generator, **options).cpu()
                          for i in range(0, n_samples, 1000)])
-    reconstructions = torch.cat([model.reconstruct(x).cpu() for x in model_batches(model, real_test, 1000)])
+    reconstructions = torch.cat([model.reconstruct(x, **extra).cpu()
+                                 for x, extra in model_inputs(model, real_test, 1000)])
     real = classifier_features(classifier, real_test)
     fake = classifier_features(classifier, samples)
     result = {
@@ -175,11 +183,25 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
     return result
 
 
+def conditional_accuracy(model: nn.Module, classifier: FeatureClassifier, n_samples: int, seed: int) -> dict:
+    """The share of samples drawn for class c that the classifier assigns to c: overall and per class, from
+    n_samples samples spread evenly over the classes (at least one each)."""
+    per_class = max(1, n_samples // model.n_classes)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    labels = torch.arange(model.n_classes).repeat_interleave(per_class)
+    samples = torch.cat([model.sample(len(chunk), generator=generator, labels=chunk).cpu()
+                         for chunk in labels.split(1000)])
+    hits = (predicted_classes(classifier, samples) == labels).double().view(model.n_classes, per_class).mean(1)
+    return {"conditional_accuracy": float(hits.mean()),
+            "conditional_accuracy_per_class": [round(v, 4) for v in hits.tolist()]}
+
+
 def _reconstruction_quality(model: nn.Module, classifier: FeatureClassifier, real_test: ImageDataset) -> dict:
     """The Fréchet distance of the model's reconstructions of real_test (a model that cannot sample)."""
     if not hasattr(model, "reconstruct"):
         return {}
-    reconstructions = torch.cat([model.reconstruct(x).cpu() for x in model_batches(model, real_test, 1000)])
+    reconstructions = torch.cat([model.reconstruct(x, **extra).cpu()
+                                 for x, extra in model_inputs(model, real_test, 1000)])
     return {"frechet_distance_reconstructions": frechet_distance(classifier_features(classifier, reconstructions),
                                                                  classifier_features(classifier, real_test))}
 
@@ -217,7 +239,10 @@ def format_report(report: dict) -> str:
         for name in sorted(k.removesuffix("_frechet_distance") for k in report if k.endswith("_frechet_distance")):
             lines.append(f"  with the {name} sampler: Fréchet distance {report[name + '_frechet_distance']:.2f}, "
                          f"precision / recall {report[name + '_precision']:.3f} / {report[name + '_recall']:.3f}")
-    elif "frechet_distance_reconstructions" in report:
+    if "conditional_accuracy" in report:
+        lines.append(f"  conditional accuracy {report['conditional_accuracy']:8.3f}   (samples drawn for class c "
+                     "that the classifier assigns to c)")
+    if "frechet_distance" not in report and "frechet_distance_reconstructions" in report:
         lines.append(f"  Fréchet distance     {report['frechet_distance_reconstructions']:8.2f} reconstructions")
     lines += [f"  note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)

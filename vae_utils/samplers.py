@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .capabilities import GaussianLatent
-from .data import model_batches
+from .data import is_conditional, model_batches
 
 
 class GMMSampler(nn.Module):
@@ -24,6 +24,9 @@ class GMMSampler(nn.Module):
         if not isinstance(model, GaussianLatent):
             raise ValueError(f"{type(model).__name__} has no Gaussian posterior (posterior(x) -> mu, logvar): the "
                              "GMM sampler fits its mixture to posterior means; use the model's own sampler")
+        if is_conditional(model):
+            raise ValueError(f"{type(model).__name__} decodes z together with a label: a mixture over z alone does "
+                             "not sample it; use its own sampler (sample(n, labels=...), `sample --label`)")
         if not isinstance(components, int) or isinstance(components, bool) or not 1 <= components <= len(train_data):
             raise ValueError(f"components={components!r}: expected from 1 to the {len(train_data):,} training images")
         from sklearn.mixture import GaussianMixture  # here: only this sampler needs scikit-learn

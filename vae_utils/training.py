@@ -18,7 +18,7 @@ from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
 from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import ImageDataset, dataset_checksum, dataset_image_shape, iterate_batches
+from .data import ImageDataset, check_labels, dataset_checksum, dataset_image_shape, is_conditional, iterate_batches
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
@@ -158,7 +158,7 @@ def train(
     train_data = _subset(train_data, config.subset)
     checksum = dataset_checksum(train_data)
     if isinstance(train_data, ImageDataset):  # keep the whole data set on the device, as uint8
-        train_data = ImageDataset(train_data.images.to(device), train_data.labels, train_data.name)
+        train_data = train_data.with_images(train_data.images.to(device))
     out_dir = output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN
     optimizer = make_optimizer(model, config.lr)
@@ -209,11 +209,13 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     check_range = not isinstance(data, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
     world, me = world_size(), rank()
     start, interrupted = time.perf_counter(), None
-    bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step),
+    labelled = is_conditional(run.model)  # a conditional model's loss takes the labels too
+    bar = tqdm(iterate_batches(data, config.batch_size, run.device, permutation, start=state.step, labels=labelled),
                initial=state.step, total=run.steps_per_epoch, desc=f"epoch {state.epoch}/{config.epochs}",
                leave=False, disable=not progress or bars_disabled())
     try:
-        for x in bar:
+        for batch in bar:
+            x, y = batch if labelled else (batch, None)
             state.step += 1
             x = x.contiguous(memory_format=torch.channels_last)
             if config.binarize:
@@ -221,9 +223,11 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
             rows = shard(len(x), world, me)
             n = rows.stop - rows.start  # an empty share computes one image with weight 0: DDP needs every rank
             epochs_done = state.epoch - 1 + state.step / run.steps_per_epoch  # for schedules such as KL warm-up
+            part = rows if n else slice(0, 1)
+            extra = {} if y is None else {"labels": y[part]}
             with autocast(run.device, run.precision):
-                terms = run.objective(x[rows] if n else x[:1], config, epochs_done, check_range=check_range,
-                                      batch_rows=(rows.start if n else 0, len(x)))
+                terms = run.objective(x[part], config, epochs_done, check_range=check_range,
+                                      batch_rows=(rows.start if n else 0, len(x)), **extra)
             nonfinite, stopping = _agree(terms, n, stop, state)
             if nonfinite:
                 if config.on_nonfinite == "skip":
@@ -395,6 +399,8 @@ def _check_shapes(model: nn.Module, train_data: Dataset, test_data: Optional[Dat
         if tuple(dataset_image_shape(data)) != model.image_shape:
             raise ValueError(f"{name} holds images of shape {tuple(dataset_image_shape(data))} but the model "
                              f"expects {model.image_shape}: build the VAE with matching in_channels/image_size")
+        if is_conditional(model):
+            check_labels(model, data, name)
 
 
 def _subset(data: Dataset, n: Optional[int]) -> Dataset:

@@ -32,7 +32,7 @@ class BetaTCVAEConfig(VAEConfig):
             check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         check_int(self.dataset_size, "dataset_size", 1, 1 << 40)
 
-    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "BetaTCVAEConfig":
+    def for_training_set(self, n_images: int, given: Collection[str] = (), n_classes: int = 0) -> "BetaTCVAEConfig":
         """dataset_size = the training set's size, unless the user set it."""
         return self if "dataset_size" in given else replace(self, dataset_size=n_images)
 

@@ -135,6 +135,7 @@ class VAE(nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
     config_class = VAEConfig
+    encoder_class, decoder_class = Encoder, Decoder  # a family with other networks (the cVAE's) names its own
     total_name = "neg_elbo"  # how `evaluate` names the `total` term
     best_metric = "neg_elbo"  # the test metric that picks best.pt
 
@@ -146,11 +147,12 @@ class VAE(nn.Module):
             config = self.config_class(**{**config.to_dict(), **overrides})
         self.config = config
         try:
-            self.encoder = Encoder(config)
-            self.decoder = Decoder(config)
+            self.encoder = self.encoder_class(config)
+            self.decoder = self.decoder_class(config)
         except RuntimeError as err:  # the allocator's "not enough memory: you tried to allocate ..."
             with torch.device("meta"):
-                n = sum(p.numel() for m in (Encoder(config), Decoder(config)) for p in m.parameters())
+                n = sum(p.numel() for m in (self.encoder_class(config), self.decoder_class(config))
+                        for p in m.parameters())
             raise ValueError(f"{config} needs {n:,} parameters ({4 * n / 2**30:.1f} GiB in fp32), more than this "
                              f"machine can allocate ({_first_line(err)}): choose smaller channels, hidden_dim or "
                              "latent_dim") from None

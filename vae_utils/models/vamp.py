@@ -26,7 +26,7 @@ class VampConfig(VAEConfig):
         super().__post_init__()
         check_int(self.pseudo_inputs, "pseudo_inputs", 1, 100_000)
 
-    def for_training_set(self, n_images: int, given: Collection[str] = ()) -> "VampConfig":
+    def for_training_set(self, n_images: int, given: Collection[str] = (), n_classes: int = 0) -> "VampConfig":
         """This config, unless it has more pseudo-inputs than there are training images (ValueError)."""
         if self.pseudo_inputs > n_images:
             raise ValueError(f"pseudo_inputs={self.pseudo_inputs} is more than the {n_images:,} training images: "
