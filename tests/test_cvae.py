@@ -48,7 +48,7 @@ def test_the_loss_is_the_conditional_elbo_by_hand():
 
 
 def test_a_class_vector_is_the_one_hot_label_concatenated_to_the_first_layer():
-    model, (x, y) = _model(), _batch()
+    model, y = _model(), _batch()[1]
     head = model.decoder.head
     first = head[0]  # Linear(latent_dim, hidden_dim)
     z = torch.randn(len(y), model.latent_dim)

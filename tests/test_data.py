@@ -136,7 +136,8 @@ def test_subset_takes_the_first_images(idx_root):
 
 
 def test_unknown_dataset_lists_the_known_ones_and_suggests_the_closest():
-    with pytest.raises(ValueError, match=r"'imagenet': known data sets are \['celeba', 'cifar10', 'fashion-mnist'"):
+    with pytest.raises(ValueError, match=r"'imagenet': known data sets are \['celeba', 'cifar10', 'dsprites', "
+                                         r"'dsprites-generated', 'fashion-mnist'"):
         vu.load_dataset("imagenet")
     with pytest.raises(ValueError, match=r"did you mean 'fashion-mnist'\?"):
         vu.load_dataset("fashon-mnist")

@@ -14,7 +14,7 @@ LAYERS = {
     "data": ["images", "dsprites", "data"],
     "nets": ["losses", "nets", "subpixel", "importance"],
     "models": ["models", "models.*"],
-    "evaluation": ["metrics", "features", "latent", "samplers", "report"],
+    "evaluation": ["metrics", "features", "latent", "samplers", "disentanglement", "report"],
     "training": ["rundir", "training"],
     "interface": ["options", "commands", "cli", "__main__", "__init__"],
 }

@@ -35,6 +35,8 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
                     "report"),
     **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "train"], "training"),
     "GMMSampler": "samplers",
+    **dict.fromkeys(["mig", "mutual_information_gap"], "disentanglement"),
+    "conditional_accuracy": "report",
 }
 
 

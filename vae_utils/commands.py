@@ -140,7 +140,9 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     """Train model on config.dataset into args.out; write and return metrics.json's contents."""
     out = Path(args.out)
     root = _existing(config.data_root)
-    train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root) for split in ("train", "test"))
+    # the training images the run uses (its subset: the first n) and the whole test split
+    train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root, config.subset if split == "train"
+                               else None) for split in ("train", "test"))
     n_train = min(len(train_ds), config.subset or len(train_ds))
     given = {o.field for o in model_options() if getattr(args, o.dest, None) is not None}
     n_classes = max(len(train_ds.classes or ()), int(train_ds.labels.max()) + 1) if train_ds.has_labels else 0
@@ -200,11 +202,14 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     dataset = canonical_name(args.dataset or run.get("dataset", "fashion-mnist"))
     # the run's own data root (a folder's images, say) while it exists and the data set is the run's; --data-dir wins
     root = _existing(run.get("data_root")) if args.dataset is None else None
-    train_ds, full_test = (_load(dataset, split, args, model.image_shape, root) for split in ("train", "test"))
+    full_test = _load(dataset, "test", args, model.image_shape, root)
+    factors = full_test.factors is not None  # dSprites: MIG, and no feature classifier (made for natural images)
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
+    classify = full_test.has_labels and not factors
+    train_ds = _load(dataset, "train", args, model.image_shape, root) if classify or args.sampler == "gmm" else None
     classifier, about = None, {}
-    if train_ds.has_labels:  # the feature classifier learns from the labels
+    if classify:  # the feature classifier learns from the labels
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
         classifier, accuracy = load_or_train_classifier(args.classifier, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
@@ -213,7 +218,10 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                                seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
                                progress=is_main(), sample_options=options,
                                classifier_accuracy=about.get("classifier_test_accuracy"), ex_post=ex_post)
-    if classifier is None:
+    if factors:
+        report["notes"].append(f"{dataset} carries its generative factors: MIG, and no feature classifier (it is made "
+                               "for natural images), so no Fréchet distance, precision/recall or class histogram")
+    elif classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "
                                "precision/recall or class histogram")
     if is_main():
@@ -300,11 +308,11 @@ def _existing(root) -> Optional[str]:
 
 
 def _load(name: str, split: str, args: argparse.Namespace, image_shape: tuple[int, int, int],
-          recorded_root: Optional[str] = None):
-    """A split of the data set, at the model's image shape (C, H, W), from --data-dir, else the run's root."""
+          recorded_root: Optional[str] = None, subset: Optional[int] = None):
+    """A split of the data set (its first `subset` images), at the model's image shape (C, H, W), from --data-dir,
+    else the run's root."""
     return load_dataset(name, split, root=args.data_dir or recorded_root, image_size=image_shape[-1],
-                        channels=image_shape[0],
-                        skip_bad_images=args.skip_bad_images)
+                        channels=image_shape[0], skip_bad_images=args.skip_bad_images, subset=subset)
 
 
 def _finished_history(saved: dict, config: TrainConfig) -> Optional[list]:

@@ -123,6 +123,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                                                                       "lr": 2e-3}},
     "celeba": {"model": {"image_size": 64, "in_channels": 3}, "train": {"dataset": "celeba", "batch_size": 128,
                                                                         "lr": 2e-3}},
+    # dSprites: Chen et al.'s (2018) conv widths (after Higgins et al., 2017) and 10 latent dimensions; an epoch is
+    # 663,552 images
+    **{name: {"model": {"image_size": 64, "in_channels": 1, "latent_dim": 10, "channels": (32, 32, 64, 64)},
+              "train": {"dataset": name, "batch_size": 256, "lr": 2e-3, "epochs": 1}}
+       for name in ("dsprites", "dsprites-generated")},
 }
 
 

@@ -25,6 +25,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS as IMAGE_TYPES
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.transforms.v2 import functional as TF
 
+from . import dsprites
 from .files import remove_stale_temporaries
 from .images import Preprocess, decode_cached, list_images, test_split_mask
 
@@ -58,6 +59,9 @@ DATASETS: dict[str, Source] = {
                      "list_landmarks_align_celeba.txt in ROOT/celeba/ (torchvision's download from Google Drive "
                      "often fails: fetch them by hand)"),
     "folder": Source(None, 64, 3, (), "pass root=THE_FOLDER (--data-dir): images in class sub-folders or flat"),
+    "dsprites": Source(None, 64, 1, (), f"put {dsprites.RELEASE_FILE} (https://github.com/google-deepmind/"
+                                        "dsprites-dataset) in ROOT, or use dsprites-generated, drawn offline"),
+    "dsprites-generated": Source(None, 64, 1, (), "nothing: it is drawn on the fly (vae_utils/dsprites.py)"),
 }
 SPLITS = ("train", "test")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -170,8 +174,10 @@ def load_dataset(
 ) -> ImageDataset:
     """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label).
 
-    Names: fashion-mnist, mnist, cifar10, svhn, celeba, folder (see DATASETS). A root you name is used or the load
-    fails; without one, $VAE_DATA_DIR (default ~/.cache/vae_utils/data) and then the system's copy are searched,
+    Names: fashion-mnist, mnist, cifar10, svhn, celeba, folder, dsprites (the release's npz file) and
+    dsprites-generated (the same factor grid drawn offline; see dsprites.py), which carry their factors (see
+    DATASETS). A root you name is used or the load fails; without one, $VAE_DATA_DIR (default
+    ~/.cache/vae_utils/data) and then the system's copy are searched,
     then torchvision downloads the set. image_size and channels (1 or 3) resize (short side, centre crop) and
     convert; a folder's default is 64x64 RGB. CelebA and folders are decoded once into a cache under cache_dir
     (default $VAE_DATA_DIR/decoded); a folder's test split is the test_fraction of files chosen by a hash of
@@ -193,11 +199,39 @@ def load_dataset(
     preprocess = Preprocess(size, n_channels)
     if key == "folder":
         dataset = _load_folder(root, split, preprocess, cache, skip_bad_images, test_fraction)
+    elif key.startswith("dsprites"):
+        return _resized(_load_dsprites(key, split, root, subset), preprocess)
     elif key == "celeba":
         dataset = _load_celeba(root, split, replace(preprocess, crop=CELEBA_CROP), cache, download, skip_bad_images)
     else:
         loader = _load_idx if key in ("mnist", "fashion-mnist") else _load_torchvision_arrays
         dataset = _resized(loader(key, split, root, download), preprocess)
+    return dataset.subset(subset)
+
+
+def _load_dsprites(key: str, split: str, root: Union[str, Path, None], subset: Optional[int]) -> ImageDataset:
+    """dSprites: the release's npz file (key "dsprites"), or the same factor grid drawn by dsprites.render (key
+    "dsprites-generated", only the first `subset` images of the split); labels are the shape (3 classes), factors
+    the six factor indices."""
+    if key == "dsprites-generated":
+        rows = dsprites.split_rows(split)
+        if isinstance(subset, int) and subset > len(rows):
+            raise ValueError(f"subset={subset} but {key}/{split} holds {len(rows)} images: pass at most {len(rows)}, "
+                             "or no subset for all of them")
+        factors = dsprites.grid_factors(rows if subset is None or subset < 1 else rows[:subset])
+        images = dsprites.render(factors)
+    else:
+        named = root is not None
+        folder = Path(root) if named else default_root()
+        path = next((p for p in (folder / dsprites.RELEASE_FILE, folder / "dsprites" / dsprites.RELEASE_FILE)
+                     if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"dsprites not found: no {dsprites.RELEASE_FILE} in {folder} or "
+                                    f"{folder / 'dsprites'}. To get it: "
+                                    f"{DATASETS[key].how_to_get.replace('ROOT', str(folder))}")
+        images, factors = dsprites.read_release(path, split)
+    dataset = ImageDataset(images, factors[:, 1], f"{key}/{split}", list(dsprites.SHAPES), factors,
+                           dsprites.FACTOR_NAMES)
     return dataset.subset(subset)
 
 

@@ -14,6 +14,7 @@ from .distributed import broadcast_object, is_main
 from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall,
                        predicted_classes)
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
+from .disentanglement import mutual_information_gap
 from .metrics import NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate, iwae_nll, latent_stats
 
 NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is too close to chance to trust
@@ -32,7 +33,8 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
 
     Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
     VAE). Importance weights: the IWAE NLL with iwae_k samples and bits/dim. A `bound` term without them: bits/dim
-    of the bound. A Gaussian posterior: KL per dimension and active units. Discrete codes: codebook usage and
+    of the bound. A Gaussian posterior: KL per dimension and active units, and the MIG on a set that carries its
+    generative factors (dSprites). Discrete codes: codebook usage and
     perplexity over the whole split, and the bound under a uniform prior (a learned prior's NLL comes from its
     loss terms). With a classifier, a model that samples: Fréchet distances, precision/recall and the class
     histogram of n_samples samples (sample_options go to `model.sample`, e.g. a prior's temperature); one that only
@@ -92,6 +94,8 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
         stats = latent_stats(model, test_data)
         report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                       kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()])
+        if getattr(test_data, "factors", None) is not None:  # a set with known generative factors (dSprites)
+            report.update(mutual_information_gap(stats.mu, test_data.factors, test_data.factor_names))
         if report["active_units"] == 0:
             notes.append("no latent unit is active (no posterior mean varies over the data by more than 0.01): the "
                          "posterior has collapsed to the prior and the decoder ignores z; train longer, or use KL "
@@ -228,6 +232,9 @@ def format_report(report: dict) -> str:
                      f"perplexity {report['perplexity']:.1f}")
     if "active_units" in report:
         lines.append(f"  active units         {report['active_units']:8d} of {report['latent_dim']}")
+    if "mig" in report:
+        per_factor = ", ".join(f"{k} {v:.2f}" for k, v in report["mig_per_factor"].items())
+        lines.append(f"  MIG                  {report['mig']:8.3f}   ({per_factor})")
     if "frechet_distance" in report:
         floor = report.get("frechet_distance_floor")
         at = f" (T={report['temperature']})" if "temperature" in report else ""

@@ -66,8 +66,8 @@ class VAEConfig(Config):
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "VAEConfig":
         """The preset of a named data set (see config.PRESETS); overrides win."""
-        shape = preset(name)["model"]  # empty: the defaults above, made for 28x28 grey images
-        base = cls.for_images(shape["image_size"], shape["in_channels"]).to_dict() if shape else {}
+        shape = preset(name)["model"]  # empty: the defaults above, made for 28x28 grey images; else for_images'
+        base = cls.for_images(**shape).to_dict() if shape else {}
         return cls(**{**base, **overrides})
 
 
