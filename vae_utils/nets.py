@@ -1,6 +1,8 @@
-"""Building blocks that model families share: residual blocks, stride-2 feature sizes, the input check."""
+"""Building blocks that model families share: residual blocks, gated dense layers, stride-2 feature sizes, the
+input check."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -22,6 +24,18 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
+
+
+class GatedDense(nn.Module):
+    """(W x + b) * sigmoid(V x + c): the gated dense layer of the VampPrior's and Exemplar VAE's MLPs (after
+    Dauphin et al., 2017)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.value, self.gate = nn.Linear(n_in, n_out), nn.Linear(n_in, n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
 
 
 def check_images(model: nn.Module, x: Tensor) -> None:

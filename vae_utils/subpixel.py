@@ -74,6 +74,8 @@ def unshuffled_decoder(decoder: nn.Module) -> UnshuffledDecoder:
     """The decoder with its trailing transposed convolutions in sub-pixel form (weights taken now: rebuild after
     training). Stages convert from the last one back while only an activation separates them, up to MAX_FACTOR;
     a decoder whose last layer has no sub-pixel form comes back as it is, with factor 1."""
+    if not isinstance(getattr(decoder, "deconvs", None), nn.Sequential):  # not a transposed-conv decoder (an MLP)
+        return UnshuffledDecoder(decoder, 1)
     layers = list(decoder.deconvs)
     convs: list[nn.Module] = []  # the transposed convolutions to convert, first to last
     factor, i = 1, len(layers) - 1

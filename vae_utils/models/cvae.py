@@ -8,7 +8,7 @@ from typing import Collection, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..config import TrainConfig, check_int
+from ..config import TrainConfig, check, check_int
 from ..importance import gaussian_log_weights
 from ..losses import LossTerms, kl_warmup_factor, mean_image, vae_loss
 from ..registry import register_model
@@ -26,6 +26,8 @@ class CVAEConfig(VAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int(self.num_classes, "num_classes", 1, 100_000)
+        check(self.architecture == "conv", "architecture", self.architecture, "'conv' (the conditional networks are "
+              "convolutional)")
 
     def for_training_set(self, n_images: int, given: Collection[str] = (), n_classes: int = 0) -> "CVAEConfig":
         """num_classes = the training set's classes, unless the user set it; an unlabelled set is a ValueError."""

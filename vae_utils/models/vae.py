@@ -12,7 +12,7 @@ from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, Tr
                       check_positive, preset)
 from ..importance import gaussian_log_weights
 from ..losses import LIKELIHOODS, LossTerms, decoder_channels, kl_warmup_factor, mean_image, vae_loss
-from ..nets import ResBlock, check_images, feature_sizes
+from ..nets import GatedDense, ResBlock, check_images, feature_sizes
 from ..registry import register_model
 
 
@@ -28,6 +28,8 @@ class VAEConfig(Config):
     likelihood: str = "bernoulli"  # p(x|z), one of losses.LIKELIHOODS; "discretized-logistic" for 8-bit colour (bits/dim)
     gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused otherwise
     res_blocks: int = 0  # residual blocks after each stride-2 stage (encoder) and before it (decoder)
+    architecture: str = "conv"  # "conv", or "gated-mlp": two gated dense layers of hidden_dim units each way (the
+    # VampPrior and Exemplar VAE papers' networks; channels and res_blocks unused)
 
     REQUIRED = ("in_channels", "image_size", "latent_dim", "channels", "hidden_dim", "likelihood", "gaussian_std")
     # ^ fields every checkpoint holds (format 1 on); later fields take their defaults when a file lacks them
@@ -51,6 +53,9 @@ class VAEConfig(Config):
         check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
         check_positive(self.gaussian_std, "gaussian_std")
         check_int(self.res_blocks, "res_blocks", 0, 16)
+        check(self.architecture in ARCHITECTURES, "architecture", self.architecture, f"one of {ARCHITECTURES}")
+        if self.architecture == "gated-mlp":
+            check_int(self.hidden_dim, "hidden_dim", 1, 65536)
 
     @classmethod
     def for_images(cls, image_size: int, in_channels: int, **overrides) -> "VAEConfig":
@@ -69,6 +74,9 @@ class VAEConfig(Config):
         shape = preset(name)["model"]  # empty: the defaults above, made for 28x28 grey images; else for_images'
         base = cls.for_images(**shape).to_dict() if shape else {}
         return cls(**{**base, **overrides})
+
+
+ARCHITECTURES = ("conv", "gated-mlp")
 
 
 class VAEOutput(NamedTuple):
@@ -126,6 +134,34 @@ class Decoder(nn.Module):
         return self.deconvs(h)  # (B, C, H, W) logits
 
 
+class MLPEncoder(nn.Module):
+    """The flattened image through two gated dense layers of hidden_dim units, then a linear layer to (mu, logvar)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        pixels, width = config.in_channels * config.image_size ** 2, config.hidden_dim
+        self.head = nn.Sequential(nn.Flatten(), GatedDense(pixels, width), GatedDense(width, width),
+                                  nn.Linear(width, 2 * config.latent_dim))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.head(x).chunk(2, dim=1)
+        return mu, logvar
+
+
+class MLPDecoder(nn.Module):
+    """z through two gated dense layers of hidden_dim units, then a linear layer to the image's logits."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.shape = (decoder_channels(config.likelihood, config.in_channels), config.image_size, config.image_size)
+        width = config.hidden_dim
+        self.head = nn.Sequential(GatedDense(config.latent_dim, width), GatedDense(width, width),
+                                  nn.Linear(width, math.prod(self.shape)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(z).view(-1, *self.shape)  # (B, C', H, W) logits
+
+
 def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
@@ -147,15 +183,19 @@ class VAE(nn.Module):
             config = self.config_class(**{**config.to_dict(), **overrides})
         self.config = config
         try:
-            self.encoder = self.encoder_class(config)
-            self.decoder = self.decoder_class(config)
+            self.encoder, self.decoder = self.networks(config)
         except RuntimeError as err:  # the allocator's "not enough memory: you tried to allocate ..."
             with torch.device("meta"):
-                n = sum(p.numel() for m in (self.encoder_class(config), self.decoder_class(config))
-                        for p in m.parameters())
+                n = sum(p.numel() for m in self.networks(config) for p in m.parameters())
             raise ValueError(f"{config} needs {n:,} parameters ({4 * n / 2**30:.1f} GiB in fp32), more than this "
                              f"machine can allocate ({_first_line(err)}): choose smaller channels, hidden_dim or "
                              "latent_dim") from None
+
+    def networks(self, config: VAEConfig) -> tuple[nn.Module, nn.Module]:
+        """(encoder, decoder) of the config's architecture: the family's conv classes, or the gated MLPs."""
+        if config.architecture == "gated-mlp":
+            return MLPEncoder(config), MLPDecoder(config)
+        return self.encoder_class(config), self.decoder_class(config)
 
     @property
     def latent_dim(self) -> int:
