@@ -7,6 +7,8 @@
 #   make refresh  re-execute every notebook in place and update the committed pictures and checkpoints
 #   make benchmark  the speed comparison of docs/speed.md
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
+#   make benchmark-disentanglement  VAE, beta-VAE and beta-TCVAE on dSprites: MIG (docs/family.md)
+#   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
 # Set-up picks PyTorch's CPU wheels (about 200 MB) on Linux machines without an NVIDIA driver when their index
 # answers, PyPI's default CUDA build (several GB) otherwise (.ci/torch_index.py); `make setup GPU=1` forces the
 # default, TORCH_INDEX=URL names an index.
@@ -14,14 +16,14 @@ PYTHON      ?= python3
 VENV        ?= .venv
 BIN         := $(VENV)/bin
 NOTEBOOK    ?= notebooks/vae_fashion_mnist.ipynb
-NOTEBOOKS   := notebooks/vae_fashion_mnist.ipynb notebooks/vqvae.ipynb
+NOTEBOOKS   := notebooks/vae_fashion_mnist.ipynb notebooks/vqvae.ipynb notebooks/vae_family.ipynb
 DATA_PKG    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 TORCH_INDEX ?=
 GPU         ?=
 # headless runs (notebooks/execute.py): no progress bars (their widgets would only leave stale state), the epoch
 # lines stay, and one line per executed cell goes to the terminal
 
-.PHONY: run refresh test setup data benchmark benchmark-long
+.PHONY: run refresh test setup data benchmark benchmark-long benchmark-disentanglement benchmark-reproduce
 
 run: setup data
 	TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $(NOTEBOOK) --out runs/$(notdir $(NOTEBOOK))
@@ -39,6 +41,12 @@ benchmark: setup data
 
 benchmark-long: setup data
 	$(BIN)/python benchmarks/long_binarized.py --out runs/long
+
+benchmark-disentanglement: setup
+	$(BIN)/python benchmarks/disentanglement.py --train-images 150000 --epochs 2 --json runs/disentanglement.json
+
+benchmark-reproduce: setup data
+	$(BIN)/python benchmarks/reproduce.py --out runs/reproduce --json runs/reproduce.json
 
 setup: $(VENV)/.installed
 
