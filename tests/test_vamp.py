@@ -114,3 +114,11 @@ def test_more_pseudo_inputs_than_training_images_are_refused_before_training(idx
               str(tmp_path / "run"), "--quiet"])
     assert info.value.code == 2 and "more than the 64 training images" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_the_mixture_by_matrix_products_is_the_mixture_by_differences():
+    g = torch.Generator().manual_seed(0)
+    z, mu = 3 * torch.randn(4, 7, 5, generator=g), torch.randn(9, 5, generator=g)
+    logvar = torch.linspace(-9, 3, 45).view(9, 5)  # variances from 1e-4 to 20
+    direct = vu.models.vamp.diagonal_normal_log_prob(z.unsqueeze(-2), mu, logvar)  # (4, 7, 9)
+    torch.testing.assert_close(vu.models.vamp.mixture_log_probs(z, mu, logvar), direct, rtol=1e-5, atol=1e-3)

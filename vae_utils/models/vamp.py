@@ -47,6 +47,20 @@ def diagonal_normal_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
 
+def mixture_log_probs(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu_k, exp(logvar_k)) of z (..., D) under each of K diagonal Gaussians (K, D): (..., K) nats.
+
+    The square expanded into three matrix products, (z^2) (1/var)^T - 2 z (mu/var)^T + sum mu^2/var, instead of a
+    (..., K, D) tensor of differences: the IWAE NLL with k=5000 and K=500 runs in minutes instead of hours."""
+    z, mu, logvar = z.double(), mu.double(), logvar.double()  # float64: the expansion cancels large terms
+    precision = torch.exp(-logvar)  # (K, D)
+    flat = z.reshape(-1, z.shape[-1])
+    quadratic = (flat.pow(2) @ precision.T - 2 * flat @ (mu * precision).T
+                 + (mu.pow(2) * precision).sum(-1)).clamp_min(0)  # (N, K): sum_d (z_d - mu_kd)^2 / var_kd
+    log_probs = -0.5 * (quadratic + logvar.sum(-1) + z.shape[-1] * LOG_2PI)
+    return log_probs.view(*z.shape[:-1], len(mu)).float()
+
+
 @register_model("vamp")
 class VampVAE(VAE):
     """A VAE with the VampPrior: the KL term is estimated by Monte Carlo against the mixture, `sample` draws a
@@ -68,8 +82,7 @@ class VampVAE(VAE):
     def log_prior(self, z: Tensor, components: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
         """log p(z) = logsumexp_k log q(z | u_k) - log K for z (..., D): (...,) nats."""
         mu, logvar = self.pseudo_posteriors() if components is None else components  # (K, D)
-        per_component = diagonal_normal_log_prob(z.float().unsqueeze(-2), mu, logvar)  # (..., K)
-        return torch.logsumexp(per_component, dim=-1) - math.log(len(mu))
+        return torch.logsumexp(mixture_log_probs(z.float(), mu, logvar), dim=-1) - math.log(len(mu))
 
     def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
              generator: Optional[torch.Generator] = None, check_range: bool = True,
