@@ -114,9 +114,7 @@ class ImageDataset(Dataset):
             return self
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"subset={n!r}: expected a positive number of images")
-        if n > len(self):
-            raise ValueError(f"subset={n} but {self.name} holds {len(self)} images: pass at most {len(self)}, "
-                             "or no subset for all of them")
+        check_subset(n, len(self), self.name)
         return self.take(slice(0, n))
 
     def take(self, rows) -> "ImageDataset":
@@ -131,6 +129,13 @@ class ImageDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
+
+
+def check_subset(n: int, total: int, name: str) -> None:
+    """ValueError unless the first n of a set of `total` images exist."""
+    if n > total:
+        raise ValueError(f"subset={n} but {name} holds {total} images: pass at most {total}, or no subset for all "
+                         "of them")
 
 
 def class_names(name: str) -> list[str]:
@@ -215,10 +220,10 @@ def _load_dsprites(key: str, split: str, root: Union[str, Path, None], subset: O
     the six factor indices."""
     if key == "dsprites-generated":
         rows = dsprites.split_rows(split)
-        if isinstance(subset, int) and subset > len(rows):
-            raise ValueError(f"subset={subset} but {key}/{split} holds {len(rows)} images: pass at most {len(rows)}, "
-                             "or no subset for all of them")
-        factors = dsprites.grid_factors(rows if subset is None or subset < 1 else rows[:subset])
+        if isinstance(subset, int) and not isinstance(subset, bool):
+            check_subset(subset, len(rows), f"{key}/{split}")  # before drawing anything
+            rows = rows[:max(subset, 0)]  # a subset below 1 is refused by .subset below
+        factors = dsprites.grid_factors(rows)
         images = dsprites.render(factors)
     else:
         named = root is not None

@@ -78,8 +78,7 @@ class ConditionalDecoder(Decoder):
         self.label = nn.Embedding(config.num_classes, _first_linear_width(self.head))
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
-        h = _labelled(self.head, z, self.label(labels)).view(-1, self.channels, self.side, self.side)
-        return self.deconvs(h)
+        return self.given(labels)(z)
 
     def given(self, labels: Tensor) -> "LabelledDecoder":
         """This decoder with the labels of B images fixed: a z-only decoder for `gaussian_log_weights`."""
