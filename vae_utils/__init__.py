@@ -10,10 +10,12 @@ import importlib
 from typing import Any
 
 from . import models  # noqa: F401 (registers every family in vae_utils/models/)
-from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, LearnedPrior, Sampler, offers
+from .capabilities import (DiscreteCodes, GaussianLatent, Hierarchical, ImportanceWeighted, LearnedPrior, Sampler,
+                           offers)
 from .config import Config, TrainConfig
 from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
 from .models.classifier import ClassifierConfig, FeatureClassifier
+from .models.hvae import HVAE, HVAEConfig
 from .models.prior import CodePrior, PriorConfig
 from .models.vae import VAE, VAEConfig, VAEOutput
 from .models.vqvae import VQVAE, VQVAEConfig
@@ -27,13 +29,13 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
     **dict.fromkeys(["class_histogram", "classifier_features", "frechet_distance", "load_or_train_classifier",
                      "precision_recall"], "features"),
     **dict.fromkeys(["interpolate", "manifold_grid", "pca_2d", "slerp", "traverse"], "latent"),
-    **dict.fromkeys(["LatentStats", "active_units", "code_counts", "codebook_usage", "evaluate", "iwae_nll",
+    **dict.fromkeys(["LatentStats", "active_units", "code_counts", "codebook_usage", "evaluate", "group_kl", "iwae_nll",
                      "latent_stats", "log_importance_weights", "perplexity"], "metrics"),
     **dict.fromkeys(["plot_class_histogram", "plot_code_usage", "plot_history", "plot_kl_per_dim",
                      "plot_latent_projection", "save_images", "show_images"], "plotting"),
     **dict.fromkeys(["evaluation_report", "format_report", "format_vq_report", "sample_quality", "vq_report"],
                     "report"),
-    **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "train"], "training"),
+    **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "UpdatesSkippedError", "train"], "training"),
     "GMMSampler": "samplers",
     **dict.fromkeys(["mig", "mutual_information_gap"], "disentanglement"),
     "conditional_accuracy": "report",
@@ -59,7 +61,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "register_model", "model_class", "registered_models", "UnknownModelError", "Config",
-    "ImportanceWeighted", "GaussianLatent", "Sampler", "DiscreteCodes", "LearnedPrior", "offers",
+    "ImportanceWeighted", "GaussianLatent", "Sampler", "DiscreteCodes", "LearnedPrior", "Hierarchical", "offers",
+    "HVAE", "HVAEConfig", "group_kl", "UpdatesSkippedError",
     "VAE", "VAEConfig", "VAEOutput", "TrainConfig", "ClassifierConfig",
     "VQVAE", "VQVAEConfig", "CodePrior", "PriorConfig", "codebook_usage", "code_counts", "perplexity",
     "plot_code_usage", "sample_quality", "vq_report", "format_vq_report",

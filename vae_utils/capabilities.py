@@ -14,6 +14,7 @@ more is optional, and each capability below unlocks part of `evaluation_report`:
 | DiscreteCodes      | codes(x), codebook_size, grid_shape,          | codebook usage and perplexity, the bound |
 |                    | uniform_prior_nats()                          | under a uniform prior                    |
 | LearnedPrior       | log_prob(codes)                               | the prior's NLL of the codes, the bound  |
+| Hierarchical       | kl_per_group(x), n_groups                     | KL per group of latents, active groups   |
 
 A `bound` term among the loss terms (an upper bound on -log p(x), nats) gives bits/dim where no importance
 weights do; a `likelihood` attribute (see losses.LIKELIHOODS) says whether bits/dim are defined at all.
@@ -73,7 +74,16 @@ class LearnedPrior(Protocol):
     def log_prob(self, codes: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class Hierarchical(Protocol):
+    """Groups of latent variables, each conditioned on those above it: the KL term of each, top group first."""
+
+    n_groups: int
+
+    def kl_per_group(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor: ...  # (B, n_groups)
+
+
 def offers(model: object) -> list[str]:
     """The names of the capabilities model has, in the order of the table above."""
-    return [p.__name__ for p in (ImportanceWeighted, GaussianLatent, Sampler, DiscreteCodes, LearnedPrior)
-            if isinstance(model, p)]
+    return [p.__name__ for p in (ImportanceWeighted, GaussianLatent, Sampler, DiscreteCodes, LearnedPrior,
+                                 Hierarchical) if isinstance(model, p)]

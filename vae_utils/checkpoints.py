@@ -93,16 +93,19 @@ def pretrained(name: str, map_location: Union[str, torch.device] = "cpu") -> nn.
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[nn.Module] = None,
-                    kind: Optional[str] = None) -> nn.Module:
+                    kind: Optional[str] = None, ema: bool = True) -> nn.Module:
     """The model rebuilt from the file alone (or `model`, if given and of the same architecture), in eval mode.
 
-    The file names its family (`kind`, e.g. "vae"); pass `kind` to refuse files of another family.
+    The file names its family (`kind`, e.g. "vae"); pass `kind` to refuse files of another family. A run trained
+    with a moving average of its weights (TrainConfig.ema_decay) comes back with those, as it was evaluated;
+    ema=False gives the weights the optimizer was at.
     """
-    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location, model, kind)
+    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location, model, kind, ema)
 
 
 def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location: Union[str, torch.device] = "cpu",
-                          model: Optional[nn.Module] = None, kind: Optional[str] = None) -> nn.Module:
+                          model: Optional[nn.Module] = None, kind: Optional[str] = None, ema: bool = True
+                          ) -> nn.Module:
     """The model of an already read checkpoint (see load_checkpoint); path only names the file in errors."""
     saved_kind = payload.get("kind")
     expected = kind or (model.kind if model is not None else None)
@@ -119,9 +122,10 @@ def model_from_checkpoint(payload: dict[str, Any], path: PathLike, map_location:
         config = cls.config_class.from_dict(payload["model_config"], complete=True)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: the saved model config is invalid: {err}") from None
-    state = payload.get("model_state")
+    name = "ema_state" if ema and "ema_state" in payload else "model_state"  # the averaged weights, if trained so
+    state = payload.get(name)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds no model weights: the file is damaged")
+        raise CheckpointError(f"{path} holds no model weights ({name}): the file is damaged")
     hollow = [name for name, v in state.items() if _stored_bytes(v) < v.numel() * v.element_size()]
     if hollow:  # e.g. expanded (stride-0) views of one number: a few bytes that claim gigabytes
         raise CheckpointError(f"{path} holds weights whose stored data is smaller than their shape ({hollow[0]}"

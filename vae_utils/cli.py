@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "own: --import its module)")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
                    "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
-                   "Evaluation)")
+                   "Evaluation); 'hvae-binarized' the hierarchical VAE's (docs/hierarchical.md)")
     t.add_argument("--dataset", help=f"one of {DATASET_NAMES} (default fashion-mnist; case, '_' and '-' are "
                    "not told apart: fashion_mnist and FashionMNIST work too); each has a preset model")
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "settings come from it, and flags that differ from them are refused")
     t.add_argument("--overwrite", action="store_true", help="replace the run that --out already holds")
     t.add_argument("--kl-warmup-epochs", type=int, help="beta rises from 0 over N epochs")
+    t.add_argument("--grad-clip", type=float, help="clip the gradient's norm to this (0: no clipping; hvae: 200)")
+    t.add_argument("--skip-factor", type=float, help="skip updates whose gradient norm is above this many times its "
+                   "running scale, and count them (0: never; hvae: 10)")
+    t.add_argument("--ema-decay", type=float, help="evaluate, sample and save a moving average of the weights with "
+                   "this decay (0: none; hvae: 0.999)")
     t.add_argument("--binarized", action="store_true", default=None,
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="the PNG file to write (e.g. grid.png)")
     s.add_argument("--n", type=int, default=64, help="how many samples (default 64, at most 10,000)")
     s.add_argument("--nrow", type=int, default=8, help="images per row of the grid (default 8)")
-    s.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature")
+    s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of a VQ-VAE prior or of "
+                   "every group of a hierarchical VAE (default 1: the prior itself)")
     s.add_argument("--label", type=int, default=None, help="a conditional model's class: every sample of it (without "
                                                           "the flag: one row per class, --n / classes each)")
     s.add_argument("--seed", type=int, default=0, help="seeds the sampling generator (default 0): same seed, same "

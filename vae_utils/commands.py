@@ -15,7 +15,7 @@ import torch
 
 from .capabilities import GaussianLatent, Sampler
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, TrainConfig
+from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, RECIPES, TrainConfig
 from .data import DATASETS, binarize, canonical_name, is_conditional, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
@@ -40,12 +40,14 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
     model_flags = {o.field: getattr(args, o.dest) for o in model_options() if getattr(args, o.dest, None) is not None}
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.resume is None:
-        kind = args.model or "vae"
+        recipe_kind = RECIPES[args.recipe].get("kind", "vae") if args.recipe is not None else None
+        kind = args.model or recipe_kind or "vae"
         name = canonical_name(args.dataset or "fashion-mnist")
         base = TrainConfig.for_dataset(name) if name in PRESETS else TrainConfig(dataset=name)
         if args.recipe is not None:
-            if kind != "vae" or name != "fashion-mnist":
-                raise ValueError(f"--recipe {args.recipe} is a VAE recipe for fashion-mnist: drop --model/--dataset")
+            if kind != recipe_kind or name != "fashion-mnist":
+                raise ValueError(f"--recipe {args.recipe} is a {recipe_kind} recipe for fashion-mnist: drop "
+                                 "--model/--dataset")
             base = TrainConfig.recipe(args.recipe)
         model, family = base.model, trainable_models()[kind].config_class
         reshaped = args.image_size is not None or args.channels is not None or name not in PRESETS
@@ -55,7 +57,8 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
             size, channels = ((model.image_size, model.in_channels) if name in PRESETS else
                               (DATASETS[name].image_size, DATASETS[name].channels))
             model = family.for_images(args.image_size or size, args.channels or channels)
-        return replace(base, **{**given, "dataset": name}, **epochs, device=args.device or "auto",
+        family_defaults = {} if args.recipe else getattr(trainable_models()[kind], "train_defaults", {})
+        return replace(base, **{**family_defaults, **given, "dataset": name}, **epochs, device=args.device or "auto",
                        model=_with_flags(model, model_flags), model_kind=kind, data_root=_root(args.data_dir))
     try:
         config = TrainConfig.from_dict(saved["train_config"])

@@ -68,6 +68,11 @@ class TrainConfig(Config):
     subset: Optional[int] = None  # train on the first N training images (quick runs); None = all
     data_root: Optional[str] = None  # where the files were read (--data-dir), for evaluate and resume; None: search
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" raises NonFiniteLossError, "skip" drops the batch and counts it
+    grad_clip: float = 0.0  # clip the gradient's global norm to this before each step (0 = no clipping)
+    skip_factor: float = 0.0  # skip updates whose gradient norm exceeds this many times its running scale, and
+    # count them (VDVAE's guard against rare huge gradients); 0 = never skip
+    ema_decay: float = 0.0  # an exponential moving average of the weights with this decay, used for evaluation,
+    # sampling and the checkpoints' model (Polyak averaging, as VDVAE and NVAE); 0 = none
     model: Config = field(default_factory=_default_model)  # the config of any registered family (VAEConfig, ...)
     model_kind: str = ""  # the family's kind, set from `model`; names its config class when `model` is a dict
 
@@ -91,6 +96,13 @@ class TrainConfig(Config):
         check(isinstance(self.device, str), "device", self.device, '"auto", "cpu", "cuda" or "cuda:N"')
         check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
         check(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite, f"one of {ON_NONFINITE}")
+        for name in ("grad_clip", "skip_factor"):
+            value = getattr(self, name)
+            check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
+        check(self.skip_factor == 0 or self.skip_factor > 1, "skip_factor", self.skip_factor,
+              "0 (never skip) or a factor > 1 of the running gradient norm")
+        check(is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
+              "a number in [0, 1): 0 for no average, e.g. 0.999 to average over about 1,000 steps")
         if self.subset is not None:
             check_int(self.subset, "subset", 1, 1 << 40)
         check(self.data_root is None or isinstance(self.data_root, str), "data_root", self.data_root,
@@ -102,8 +114,9 @@ class TrainConfig(Config):
         if name not in RECIPES:
             raise ValueError(f"no recipe {name!r}: recipes are {sorted(RECIPES)}")
         recipe = RECIPES[name]
-        model = overrides.pop("model", None) or model_class("vae").config_class(**recipe["model"])
-        return cls(**{**recipe["train"], **overrides, "model": model})
+        kind = recipe.get("kind", "vae")
+        model = overrides.pop("model", None) or model_class(kind).config_class(**recipe["model"])
+        return cls(**{**recipe["train"], **overrides, "model": model, "model_kind": kind})
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "TrainConfig":
@@ -132,7 +145,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 # Longer runs for paper-comparable likelihoods (README "Evaluation"; benchmarks/long_binarized.py measures them).
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+RECIPES: dict[str, dict[str, Any]] = {  # {"model": config fields, "train": TrainConfig fields, "kind": family (vae)}
     "long": {"model": dict(channels=(16, 32), latent_dim=64, hidden_dim=512),
              "train": dict(dataset="fashion-mnist", binarize=True, epochs=175, batch_size=256, lr=2e-3)},
     # ^ 1.7 M parameters, about 10 s per epoch on the 2-core CPU of README "Speed": 175 epochs in 28-30 minutes;

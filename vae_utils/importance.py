@@ -39,6 +39,7 @@ def gaussian_log_weights(mu: Tensor, logvar: Tensor, decoder: nn.Module, x: Tens
     B, D = mu.shape
     chunk = max(1, min(k, chunk_images // max(B, 1)))  # samples per decoder pass, to bound memory
     out = torch.empty(B, k, device=mu.device)
+    subpixel = subpixel and likelihood != "discretized-mix-logistic"  # its parameters do not unshuffle per channel
     net = unshuffled_decoder(decoder) if subpixel else UnshuffledDecoder(decoder, 1)
     target = F.pixel_unshuffle(x, net.factor).float()  # (B, C', H', W'), the decoder's layout
     noise = torch.randn((B, k, D), generator=generator, device=mu.device)  # drawn at once: chunking changes nothing
@@ -49,11 +50,11 @@ def gaussian_log_weights(mu: Tensor, logvar: Tensor, decoder: nn.Module, x: Tens
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)  # (B, c)
         with autocast(mu.device, precision):
             logits = net.logits(z.reshape(B * c, D))  # (B*c, C', H', W')
-        out[:, first:first + c] = _log_px(logits, target, c, likelihood, gaussian_std) + log_prior(z) - log_q
+        out[:, first:first + c] = log_px_of_samples(logits, target, c, likelihood, gaussian_std) + log_prior(z) - log_q
     return out
 
 
-def _log_px(logits: Tensor, target: Tensor, c: int, likelihood: str, gaussian_std: float) -> Tensor:
+def log_px_of_samples(logits: Tensor, target: Tensor, c: int, likelihood: str, gaussian_std: float) -> Tensor:
     """log p(x|z) of c decoder outputs per image, summed over pixels: (B, c) in nats; target (B, ...) is shared."""
     B = target.shape[0]
     logits = logits.float().contiguous()  # the targets' layout: mixed layouts take a slow elementwise path

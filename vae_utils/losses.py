@@ -9,8 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import ContinuousBernoulli
 
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic")  # p(x|z), see below
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic", "discretized-mix-logistic")
+# ^ p(x|z), see reconstruction_loss
+DISCRETE_LIKELIHOODS = ("discretized-logistic", "discretized-mix-logistic")  # probabilities of 8-bit values
 LOG_SCALE_MIN = -7.0  # discretized logistic: scales below e^-7 (a thousandth of a grey level) are clamped
+MIX_COMPONENTS = 10  # logistics in the discretized mixture (PixelCNN++, VDVAE and NVAE use 10)
 
 
 class LossTerms(NamedTuple):
@@ -42,7 +45,10 @@ def check_unit_range(x: Tensor, likelihood: str = "bernoulli") -> None:
 
 
 def decoder_channels(likelihood: str, in_channels: int) -> int:
-    """Channels of the decoder's output: one parameter per sub-pixel, two (mean, log-scale) for the logistic."""
+    """Channels of the decoder's output: one parameter per sub-pixel, two (mean, log-scale) for the logistic; for
+    the mixture, per component a weight, C means, C log-scales and C(C-1)/2 channel coefficients (PixelCNN++)."""
+    if likelihood == "discretized-mix-logistic":
+        return MIX_COMPONENTS * (1 + 2 * in_channels + in_channels * (in_channels - 1) // 2)
     return 2 * in_channels if likelihood == "discretized-logistic" else in_channels
 
 
@@ -59,6 +65,8 @@ def reconstruction_loss(
     - "discretized-logistic": the probability of each 8-bit sub-pixel value under a logistic with the decoder's
       mean and learned scale, integrated over its bin (Salimans et al., 2017; Kingma et al., 2016); x_logits holds
       (means, log-scales) on 2C channels. A discrete likelihood: bits/dim on the 256-level scale.
+    - "discretized-mix-logistic": a mixture of MIX_COMPONENTS such logistics per pixel, the colour channels of
+      each coupled linearly (PixelCNN++, Salimans et al., 2017, Sec. 2.2; the likelihood of VDVAE and NVAE).
     """
     if not isinstance(x_logits, Tensor) or not isinstance(x, Tensor):
         raise ValueError(f"expected two tensors (logits, images), got {type(x_logits).__name__} and "
@@ -79,8 +87,10 @@ def reconstruction_loss(
     elif likelihood == "gaussian":
         # N(x; sigmoid(logits), std^2): a scaled squared error plus the normalising constant.
         nll = 0.5 * ((x - torch.sigmoid(x_logits)) / gaussian_std).pow(2) + math.log(gaussian_std * math.sqrt(2 * math.pi))
-    else:
+    elif likelihood == "discretized-logistic":
         nll = -discretized_logistic_log_prob(x, *x_logits.chunk(2, dim=1))
+    else:
+        nll = -discretized_mix_logistic_log_prob(x, x_logits)
     return nll.flatten(1).sum(dim=1)
 
 
@@ -100,8 +110,47 @@ def discretized_logistic_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor, bi
     return torch.where(y < -1 + half / 2, log_cdf_plus, torch.where(y > 1 - half / 2, log_sf_minus, log_delta))
 
 
+def mix_parameters(params: Tensor, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The mixture's (log weights (B, K, H, W), means, log-scales, coefficients (B, K, C or C(C-1)/2, H, W)) from
+    the decoder's output (B, K(1 + 2C + C(C-1)/2), H, W); the coefficients lie in (-1, 1)."""
+    B, _, H, W = params.shape
+    K, n_coeffs = MIX_COMPONENTS, channels * (channels - 1) // 2
+    logits, means, log_scales, coeffs = params.split((K, K * channels, K * channels, K * n_coeffs), dim=1)
+    return (F.log_softmax(logits, dim=1), means.view(B, K, channels, H, W),
+            log_scales.view(B, K, channels, H, W).clamp(min=LOG_SCALE_MIN),
+            torch.tanh(coeffs).view(B, K, n_coeffs, H, W))
+
+
+def _coupled_means(means: Tensor, coeffs: Tensor, y: Tensor) -> Tensor:
+    """Each channel's mean shifted by the coefficients times the channels before it (y: (B, 1, C, H, W) in
+    [-1, 1], the data's values or the means'): red as it is, green + a*red, blue + b*red + c*green."""
+    if means.shape[2] == 1:
+        return means
+    r, g, b = means.unbind(2)
+    return torch.stack([r, g + coeffs[:, :, 0] * y[:, :, 0],
+                        b + coeffs[:, :, 1] * y[:, :, 0] + coeffs[:, :, 2] * y[:, :, 1]], dim=2)
+
+
+def discretized_mix_logistic_log_prob(x: Tensor, params: Tensor) -> Tensor:
+    """log P(x) per pixel (B, H, W) of 8-bit images x (B, C, H, W) in [0, 1] under the discretized mixture of
+    logistics that params (see mix_parameters) describe (PixelCNN++, Salimans et al., 2017, Eq. 2 and Sec. 2.2)."""
+    log_weights, means, log_scales, coeffs = mix_parameters(params, x.shape[1])
+    y = (2 * x - 1).unsqueeze(1)  # (B, 1, C, H, W) in [-1, 1]
+    means = _coupled_means(means, coeffs, y)  # (B, K, C, H, W)
+    per_channel = discretized_logistic_log_prob(x.unsqueeze(1), means, log_scales)  # (B, K, C, H, W)
+    return torch.logsumexp(log_weights + per_channel.sum(2), dim=1)  # the channels of a component multiply
+
+
 def mean_image(x_logits: Tensor, likelihood: str = "bernoulli") -> Tensor:
     """The mean of p(x|z) given the decoder's output: images (B, C, H, W) in [0, 1]."""
+    if likelihood == "discretized-mix-logistic":
+        channels = {decoder_channels(likelihood, c): c for c in (1, 3)}[x_logits.shape[1]]
+        log_weights, means, _, coeffs = mix_parameters(x_logits.float(), channels)
+        component = means.clone()  # each component's channel means, the coupling applied to the means before
+        for c in range(1, channels):
+            component = _coupled_means(means, coeffs, component.clamp(-1, 1))
+        mean = (log_weights.exp().unsqueeze(2) * component.clamp(-1, 1)).sum(1)  # (B, C, H, W)
+        return (mean + 1) / 2
     if likelihood == "continuous-bernoulli":
         return ContinuousBernoulli(logits=x_logits.float(), validate_args=False).mean
     if likelihood == "discretized-logistic":
@@ -112,7 +161,7 @@ def mean_image(x_logits: Tensor, likelihood: str = "bernoulli") -> Tensor:
 
 def bits_per_dim_defined(likelihood: str, binary_data: bool) -> Optional[str]:
     """None when -log p(x) of this likelihood converts to bits/dim, else the reason it does not."""
-    if likelihood == "discretized-logistic" or (likelihood == "bernoulli" and binary_data):
+    if likelihood in DISCRETE_LIKELIHOODS or (likelihood == "bernoulli" and binary_data):
         return None
     if likelihood == "bernoulli":
         return "the Bernoulli of grey levels is not a normalised likelihood (binarize the data, or use the " \

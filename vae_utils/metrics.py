@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted
+from .capabilities import DiscreteCodes, GaussianLatent, Hierarchical, ImportanceWeighted
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K  # noqa: F401 (re-exported: the limits' old home)
 from .data import ImageDataset, model_inputs
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
@@ -19,6 +19,7 @@ from .losses import bits_per_dim_defined, kl_per_dim
 from .repro import bars_disabled, resolve_precision
 
 NOISY_BELOW = 1_000  # fewer images than this make Fréchet distance and precision/recall noisy
+ACTIVE_GROUP_NATS = 0.1  # a group of latents whose KL averages less than this (nats per image) carries nothing
 
 
 def shared_batches(model: nn.Module, dataset: Dataset, batch_size: int, skip: Callable[[int], None]
@@ -139,6 +140,23 @@ def _summed(total: Tensor, n: int) -> tuple[Tensor, int]:
         return total, n
     packed = all_reduce_sum(torch.stack([total, torch.tensor(float(n), dtype=torch.float64, device=total.device)]))
     return packed[0], int(packed[1])
+
+
+@torch.no_grad()
+def group_kl(model: nn.Module, dataset: Dataset, batch_size: int = 500, seed: int = 0) -> Tensor:
+    """KL of each group of a hierarchical model averaged over the data set, top group first: (n_groups,) nats per
+    image, one fixed-seed posterior sample of the groups above each (summed over the processes of a torchrun)."""
+    _require(model, Hierarchical, "groups of latents (kl_per_group)")
+    generator = torch.Generator(device=_device(model)).manual_seed(seed)
+    total, n = torch.zeros(model.n_groups, dtype=torch.float64, device=_device(model)), 0
+    skip = getattr(model, "skip_noise", lambda n, generator: None)
+    for x, _ in shared_batches(model, dataset, batch_size, lambda m: skip(m, generator)):
+        total += model.kl_per_group(x, generator).double().sum(0)
+        n += len(x)
+    if world_size() > 1:
+        packed = all_reduce_sum(torch.cat([total, torch.tensor([float(n)], dtype=torch.float64, device=total.device)]))
+        total, n = packed[:-1], int(packed[-1])
+    return (total / n).float().cpu()
 
 
 def is_binary(dataset: Dataset) -> bool:

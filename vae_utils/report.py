@@ -8,17 +8,18 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .capabilities import DiscreteCodes, GaussianLatent, ImportanceWeighted, LearnedPrior, Sampler
+from .capabilities import DiscreteCodes, GaussianLatent, Hierarchical, ImportanceWeighted, LearnedPrior, Sampler
 from .data import ImageDataset, is_conditional, model_inputs
 from .distributed import broadcast_object, is_main
 from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall,
                        predicted_classes)
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
 from .disentanglement import mutual_information_gap
-from .metrics import NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate, iwae_nll, latent_stats
+from .metrics import (ACTIVE_GROUP_NATS, NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate,
+                      group_kl, iwae_nll, latent_stats)
 
 NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is too close to chance to trust
-UNIFORM_BITS = {"discretized-logistic": 8.0, "bernoulli": 1.0}  # bits/dim of a uniform guess: 256 levels, 2 levels
+UNIFORM_BITS = {"discretized-logistic": 8.0, "discretized-mix-logistic": 8.0, "bernoulli": 1.0}  # bits/dim of a uniform guess: 256 levels, 2 levels
 # How format_report names the loss terms it knows; any other term is shown under its own name.
 TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL", "neg_iwae_bound": "-L_k (training)"}
 
@@ -100,6 +101,10 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
             notes.append("no latent unit is active (no posterior mean varies over the data by more than 0.01): the "
                          "posterior has collapsed to the prior and the decoder ignores z; train longer, or use KL "
                          "warm-up or a smaller beta")
+    if isinstance(model, Hierarchical):
+        per_group = group_kl(model, test_data, seed=seed)
+        report.update(kl_per_group=[round(v, 4) for v in per_group.tolist()], n_groups=model.n_groups,
+                      active_groups=int((per_group >= ACTIVE_GROUP_NATS).sum()))
     uniform_bits = UNIFORM_BITS.get(getattr(model, "likelihood", None))
     if report.get("bits_per_dim") is not None and uniform_bits and report["bits_per_dim"] > uniform_bits:
         notes.append(f"{report['bits_per_dim']:.2f} bits/dim is worse than a uniform distribution over the pixel "
@@ -232,6 +237,9 @@ def format_report(report: dict) -> str:
                      f"perplexity {report['perplexity']:.1f}")
     if "active_units" in report:
         lines.append(f"  active units         {report['active_units']:8d} of {report['latent_dim']}")
+    if "kl_per_group" in report:
+        lines.append(f"  active groups        {report['active_groups']:8d} of {report['n_groups']}   (KL per group, "
+                     f"top first: {', '.join(f'{v:.1f}' for v in report['kl_per_group'])} nats)")
     if "mig" in report:
         per_factor = ", ".join(f"{k} {v:.2f}" for k, v in report["mig_per_factor"].items())
         lines.append(f"  MIG                  {report['mig']:8.3f}   ({per_factor})")

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
@@ -27,12 +28,18 @@ from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, reso
                     set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")  # every other TrainConfig field must match the run's own
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")
+GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
+MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change  # every other TrainConfig field must match the run's own
 # (the data may move: its checksum, not its path, says whether it is the same)
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped instead of continuing with broken weights."""
+
+
+class UpdatesSkippedError(NonFiniteLossError):
+    """Every recent update's gradient norm was far above its running scale: training stopped instead of idling."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -51,6 +58,11 @@ class RunState:
     images: int = 0  # images this epoch's sums cover
     seconds: float = 0.0  # training seconds of this epoch so far
     skipped: int = 0  # non-finite steps dropped this epoch (on_nonfinite="skip")
+    updates_skipped: int = 0  # updates not taken this epoch: gradient norm above skip_factor x the running scale
+    grad_norm_sum: float = 0.0  # this epoch's gradient norms (before clipping) summed, when clipping or skipping
+    grad_norms: int = 0  # how many that sum holds
+    grad_scale: float = 0.0  # running scale (EMA) of the gradient norms of updates taken; 0 before the first
+    skips_in_a_row: int = 0  # updates skipped since the last one taken
 
     def add(self, sums: dict[str, Tensor], n: int) -> None:
         """Accumulate the loss terms summed over n images (float64 tensors), without a host sync."""
@@ -63,9 +75,12 @@ class RunState:
         n = max(self.images, 1)
         record = {"epoch": self.epoch, **{_train_key(k): v.item() / n for k, v in self.sums.items()},
                   "train_seconds": self.seconds, "skipped_steps": self.skipped}
+        if self.grad_norms or self.updates_skipped:
+            record.update(grad_norm=self.grad_norm_sum / max(self.grad_norms, 1), skipped_updates=self.updates_skipped)
         self.history.append(record)
         self.epoch, self.step, self.order_state = self.epoch + 1, 0, next_order_state
         self.sums, self.images, self.seconds, self.skipped = {}, 0, 0.0, 0
+        self.updates_skipped, self.grad_norm_sum, self.grad_norms = 0, 0.0, 0
         return record
 
     def to_checkpoint(self) -> dict:
@@ -73,15 +88,22 @@ class RunState:
         return {"position": {"epoch": self.epoch, "step": self.step}, "history": self.history,
                 "epoch_order_state": self.order_state,
                 "partial_sums": {k: v.item() for k, v in self.sums.items()}, "partial_images": self.images,
-                "partial_seconds": self.seconds, "partial_skipped": self.skipped}
+                "partial_seconds": self.seconds, "partial_skipped": self.skipped,
+                "partial_updates": {"skipped": self.updates_skipped, "grad_norm_sum": self.grad_norm_sum,
+                                    "grad_norms": self.grad_norms, "grad_scale": self.grad_scale,
+                                    "skips_in_a_row": self.skips_in_a_row}}
 
     @classmethod
     def from_checkpoint(cls, state: dict, device: torch.device) -> "RunState":
         """The run state saved by `to_checkpoint`."""
         sums = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in state["partial_sums"].items()}
+        updates = state.get("partial_updates", {})  # absent from checkpoints of runs before clipping existed
         return cls(epoch=state["position"]["epoch"], step=state["position"]["step"], history=list(state["history"]),
                    order_state=state["epoch_order_state"], sums=sums, images=state["partial_images"],
-                   seconds=state["partial_seconds"], skipped=state["partial_skipped"])
+                   seconds=state["partial_seconds"], skipped=state["partial_skipped"],
+                   updates_skipped=updates.get("skipped", 0), grad_norm_sum=updates.get("grad_norm_sum", 0.0),
+                   grad_norms=updates.get("grad_norms", 0), grad_scale=updates.get("grad_scale", 0.0),
+                   skips_in_a_row=updates.get("skips_in_a_row", 0))
 
     def best(self, metric: str = "neg_elbo") -> float:
         """Lowest test value of metric so far (inf when none): the -ELBO for a VAE (see the model's best_metric)."""
@@ -105,11 +127,20 @@ class _Run:
     out_dir: Optional[Path]
     objective: Callable = None  # model.loss, or the same through DistributedDataParallel under torchrun
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 only: scales the loss so that small gradients survive
+    ema: Optional[AveragedModel] = None  # the moving average of the weights (config.ema_decay > 0)
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights evaluation uses: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     def checkpoint(self) -> dict:
         """What a checkpoint holds besides the model; collective under torchrun (every rank's random state)."""
         rng_states = gather_objects(get_rng_state())
-        return dict(optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+        ema = {} if self.ema is None else dict(ema_state={k: v.detach().cpu() for k, v in
+                                                          self.ema.module.state_dict().items()},
+                                               ema_updates=int(self.ema.n_averaged))
+        return dict(**ema, optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
                     scaler_state=self.scaler.state_dict() if self.scaler is not None else {},
                     train_config=self.config.to_dict(), rng_state=rng_states[0], rank_rng_states=rng_states,
                     world_size=world_size(), data_checksum=self.checksum,
@@ -167,6 +198,8 @@ def train(
                resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir, _objective(model))
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
+    if config.ema_decay:
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     progress = progress and is_main()
     with OutputLock(out_dir if is_main() else None):
         error = None
@@ -191,6 +224,8 @@ def train(
                     tqdm.write(format_record(record, config.epochs))
                 if on_epoch_end is not None:
                     on_epoch_end(record)
+    if run.ema is not None:  # the model carries the averaged weights, as load_checkpoint gives them back
+        model.load_state_dict(run.ema.module.state_dict())
     model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
     return run.state.history
 
@@ -240,11 +275,15 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
             loss = terms.total if world == 1 else terms.total * (n * world / len(x))
             if run.scaler is None:
                 loss.backward()
-                run.optimizer.step()
+                if _update_allowed(run):
+                    run.optimizer.step()
             else:  # fp16: a step whose gradients overflow is skipped and the scale lowered
                 run.scaler.scale(loss).backward()
-                run.scaler.step(run.optimizer)
+                if _update_allowed(run):
+                    run.scaler.step(run.optimizer)
                 run.scaler.update()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
             run.scheduler.step()
             if stopping:
                 interrupted = stop.signal or "a signal to another process"
@@ -255,6 +294,32 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     if interrupted is not None:
         raise TrainingInterrupted(_interrupt(interrupted, run))
     return order.get_state()
+
+
+def _update_allowed(run: _Run) -> bool:
+    """Clip the gradient's global norm to config.grad_clip and say whether to take the update: not when its norm
+    (before clipping) is non-finite or above config.skip_factor times the running scale of the norms of updates
+    taken (VDVAE's skip; counted in the epoch's record). Without clipping or skipping: always, without a sync."""
+    config, state = run.config, run.state
+    if not (config.grad_clip or config.skip_factor):
+        return True
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip or math.inf))
+    if config.skip_factor and (not math.isfinite(norm) or (state.grad_scale and norm > config.skip_factor
+                                                            * state.grad_scale)):
+        state.updates_skipped, state.skips_in_a_row = state.updates_skipped + 1, state.skips_in_a_row + 1
+        if state.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            raise UpdatesSkippedError(
+                f"{state.skips_in_a_row} updates in a row skipped at epoch {state.epoch}, step {state.step}: their "
+                f"gradient norms (last {norm:.4g}) are all above {config.skip_factor} x the running scale "
+                f"{state.grad_scale:.4g}, so the weights no longer change (lr={config.lr} too high, or skip_factor "
+                f"too small). {_last_good(run)}")
+        return False
+    state.grad_norm_sum, state.grad_norms, state.skips_in_a_row = state.grad_norm_sum + norm, state.grad_norms + 1, 0
+    state.grad_scale = norm if not state.grad_scale else GRAD_SCALE_DECAY * state.grad_scale + (
+        1 - GRAD_SCALE_DECAY) * norm
+    return True
 
 
 def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, bool]:
@@ -290,9 +355,10 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
     best = state.best(metric)
     record = state.finish_epoch(next_order_state)
     if test_data is not None:
-        record.update({f"test_{k}": v for k, v in evaluate(run.model, test_data, seed=run.config.seed).items()})
+        record.update({f"test_{k}": v for k, v in evaluate(run.scored, test_data, seed=run.config.seed).items()})
     broken = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-    if broken or not all(torch.isfinite(p).all() for p in run.model.parameters()):
+    weights = [*run.model.parameters(), *(run.ema.module.parameters() if run.ema is not None else ())]
+    if broken or not all(torch.isfinite(p).all() for p in weights):
         state.history.pop()
         what = f"{', '.join(broken)} became non-finite" if broken else "the weights became non-finite"
         raise NonFiniteLossError(f"after epoch {record['epoch']}, {what}: the last step broke the model "
@@ -311,6 +377,8 @@ def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> 
     _load_field(path, "scheduler_state", lambda: run.scheduler.load_state_dict(saved["scheduler_state"]))
     if run.scaler is not None and saved.get("scaler_state"):
         _load_field(path, "scaler_state", lambda: run.scaler.load_state_dict(saved["scaler_state"]))
+    if run.ema is not None:
+        _load_field(path, "ema_state", lambda: _load_ema(run.ema, saved["ema_state"], saved["ema_updates"]))
     saved_world = saved.get("world_size", 1)
     if saved_world == world_size():
         set_rng_state(saved.get("rank_rng_states", [saved["rng_state"]])[rank()])
@@ -322,6 +390,12 @@ def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> 
                   file=sys.stderr)
     run.state = RunState.from_checkpoint(saved, run.device)
     run.model.train()
+
+
+def _load_ema(ema: AveragedModel, state: dict, updates: int) -> None:
+    """The moving average's weights and update count, as `_Run.checkpoint` saved them."""
+    ema.module.load_state_dict(state)
+    ema.n_averaged.fill_(int(updates))
 
 
 def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Adam:
@@ -363,6 +437,8 @@ def format_record(record: dict[str, float], epochs: int) -> str:
         line += f"  test {name} {terms('test_', test_total)}"
     if record.get("skipped_steps"):
         line += f"  skipped {record['skipped_steps']} non-finite steps"
+    if record.get("skipped_updates"):
+        line += f"  skipped {record['skipped_updates']} updates (gradient norm)"
     return line + f"  [{record['train_seconds']:.1f} s]"
 
 
@@ -415,7 +491,8 @@ def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optio
                     allow_finished: bool = False) -> dict:
     """Load a checkpoint written by `train` into model; check that it belongs to this run."""
     state = read_checkpoint(path, map_location=device)
-    model_from_checkpoint(state, path, device, model)  # checks the family and architecture, loads the weights
+    model_from_checkpoint(state, path, device, model, ema=False)  # checks the family and architecture, loads the
+    # weights the optimizer was at
     missing = [k for k in ("position", "optimizer_state", "scheduler_state", "rng_state", "train_config",
                            "epoch_order_state", "partial_sums", "partial_images") if k not in state]
     if "position" not in state:
@@ -446,7 +523,7 @@ def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optio
 RESUME_FIELDS = {"position": dict, "history": list, "optimizer_state": dict, "scheduler_state": dict,
                  "rng_state": dict, "train_config": dict, "partial_sums": dict, "partial_images": int,
                  "partial_seconds": (int, float), "partial_skipped": int, "epoch_order_state": Tensor,
-                 "rank_rng_states": list}
+                 "rank_rng_states": list, "partial_updates": dict, "ema_state": dict, "ema_updates": int}
 
 
 def _check_resume_fields(state: dict, path) -> None:
