@@ -9,6 +9,8 @@
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
 #   make benchmark-disentanglement  VAE, beta-VAE and beta-TCVAE on dSprites: MIG (docs/family.md)
 #   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
+#   make benchmark-hierarchical  the hierarchical VAE: beside the default VAE, then binarized with k=5000
+#                                (docs/hierarchical.md)
 # Set-up picks PyTorch's CPU wheels (about 200 MB) on Linux machines without an NVIDIA driver when their index
 # answers, PyPI's default CUDA build (several GB) otherwise (.ci/torch_index.py); `make setup GPU=1` forces the
 # default, TORCH_INDEX=URL names an index.
@@ -23,7 +25,8 @@ GPU         ?=
 # headless runs (notebooks/execute.py): no progress bars (their widgets would only leave stale state), the epoch
 # lines stay, and one line per executed cell goes to the terminal
 
-.PHONY: run refresh test setup data benchmark benchmark-long benchmark-disentanglement benchmark-reproduce
+.PHONY: run refresh test setup data benchmark benchmark-long benchmark-disentanglement benchmark-reproduce \
+	benchmark-hierarchical
 
 run: setup data
 	TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $(NOTEBOOK) --out runs/$(notdir $(NOTEBOOK))
@@ -47,6 +50,10 @@ benchmark-disentanglement: setup
 
 benchmark-reproduce: setup data
 	$(BIN)/python benchmarks/reproduce.py --out runs/reproduce --json runs/reproduce.json
+
+benchmark-hierarchical: setup data
+	$(BIN)/python benchmarks/hierarchical.py default
+	$(BIN)/python benchmarks/hierarchical.py binarized --out runs/hvae-binarized
 
 setup: $(VENV)/.installed
 

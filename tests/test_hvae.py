@@ -10,7 +10,7 @@ import vae_utils as vu
 from vae_utils.cli import main
 from vae_utils.models.hvae import gaussian_kl
 
-from conftest import blob_data
+from conftest import blob_data, write_cifar10
 
 TINY = vu.HVAEConfig(groups=(1, 2), widths=(8, 6), z_channels=2)  # 7x7 then 14x14: three groups
 
@@ -218,3 +218,18 @@ def test_the_command_line_trains_evaluates_and_samples_at_a_temperature(idx_root
     assert len(result["kl_per_group"]) == 4 and "iwae_nll" in result
     assert main(["sample", checkpoint, "--out", str(tmp_path / "cold.png"), "--n", "4", "--temperature", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["temperature"] == 0.5
+
+
+def test_the_colour_preset_trains_on_cifar10_files_in_their_real_format_and_scores_bits_per_dim(tmp_path, monkeypatch,
+                                                                                               capsys):
+    write_cifar10(tmp_path / "root", monkeypatch)  # CIFAR-10's pickled batches in miniature
+    main(["train", "--model", "hvae", "--dataset", "cifar10", "--data-dir", str(tmp_path / "root"), "--epochs", "1",
+          "--batch-size", "8", "--widths", "8", "8", "8", "--z-channels", "2", "--cells", "1", "--out",
+          str(tmp_path / "run"), "--quiet"])
+    capsys.readouterr()
+    model = vu.load_checkpoint(tmp_path / "run" / "last.pt")
+    assert model.likelihood == "discretized-mix-logistic" and model.config.resolutions == [4, 8, 16]
+    assert main(["evaluate", str(tmp_path / "run" / "last.pt"), "--data-dir", str(tmp_path / "root"), "--iwae-k",
+                 "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["bits_per_dim"] < 16 and len(report["kl_per_group"]) == model.n_groups == 8

@@ -31,7 +31,7 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
     **dict.fromkeys(["interpolate", "manifold_grid", "pca_2d", "slerp", "traverse"], "latent"),
     **dict.fromkeys(["LatentStats", "active_units", "code_counts", "codebook_usage", "evaluate", "group_kl", "iwae_nll",
                      "latent_stats", "log_importance_weights", "perplexity"], "metrics"),
-    **dict.fromkeys(["plot_class_histogram", "plot_code_usage", "plot_history", "plot_kl_per_dim",
+    **dict.fromkeys(["plot_class_histogram", "plot_code_usage", "plot_history", "plot_kl_per_dim", "plot_kl_per_group",
                      "plot_latent_projection", "save_images", "show_images"], "plotting"),
     **dict.fromkeys(["evaluation_report", "format_report", "format_vq_report", "sample_quality", "vq_report"],
                     "report"),
@@ -74,6 +74,6 @@ __all__ = [
     "FeatureClassifier", "load_or_train_classifier", "classifier_features", "class_histogram",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "pretrained",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
-    "plot_kl_per_dim", "plot_latent_projection", "plot_class_histogram",
+    "plot_kl_per_dim", "plot_kl_per_group", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision", "GMMSampler",
 ]

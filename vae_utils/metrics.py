@@ -12,14 +12,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .capabilities import DiscreteCodes, GaussianLatent, Hierarchical, ImportanceWeighted
-from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K  # noqa: F401 (re-exported: the limits' old home)
+from .config import ACTIVE_GROUP_NATS, MAX_IWAE_K, MAX_SAMPLES, PR_K  # noqa: F401 (re-exported: the limits' old home)
 from .data import ImageDataset, model_inputs
 from .distributed import all_reduce_sum, broadcast_object, is_main, rank, world_size
 from .losses import bits_per_dim_defined, kl_per_dim
 from .repro import bars_disabled, resolve_precision
 
 NOISY_BELOW = 1_000  # fewer images than this make Fréchet distance and precision/recall noisy
-ACTIVE_GROUP_NATS = 0.1  # a group of latents whose KL averages less than this (nats per image) carries nothing
 
 
 def shared_batches(model: nn.Module, dataset: Dataset, batch_size: int, skip: Callable[[int], None]

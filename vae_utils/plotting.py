@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from .config import ACTIVE_GROUP_NATS
+
 
 def show_images(images: Tensor, nrow: int = 8, title: str = "", ax: Optional[plt.Axes] = None) -> plt.Axes:
     """Draw a batch (B, C, H, W) in [0, 1] as one grid."""
@@ -65,6 +67,22 @@ def plot_kl_per_dim(kl_per_dim: Tensor, active: Optional[Tensor] = None, ax: Opt
     ax.set_xlabel("latent dimension (sorted by KL)")
     ax.set_ylabel("KL, nats per image")
     ax.set_title("KL per latent dimension" + ("" if active is None else f" ({int(active.sum())} active units)"))
+    return ax
+
+
+def plot_kl_per_group(kl_per_group: Sequence[float], names: Optional[Sequence[str]] = None,
+                      ax: Optional[plt.Axes] = None) -> plt.Axes:
+    """Bar chart of the KL of each group of a hierarchical VAE, top group first; inactive groups in grey."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
+    values = [float(v) for v in kl_per_group]
+    names = list(names) if names is not None else [str(i) for i in range(len(values))]
+    active = [v >= ACTIVE_GROUP_NATS for v in values]
+    ax.bar(range(len(values)), values, color=["C0" if a else "0.7" for a in active])
+    ax.set_xticks(range(len(values)), names, fontsize=8)
+    ax.set_xlabel("group of latents (top first)")
+    ax.set_ylabel("KL, nats per image")
+    ax.set_title(f"KL per group ({sum(active)} of {len(values)} active, >= {ACTIVE_GROUP_NATS} nats)")
     return ax
 
 

@@ -226,6 +226,10 @@ class HVAE(nn.Module):
         """Number of latent groups, top (coarsest) first in every per-group result."""
         return len(self.group_shapes)
 
+    def group_names(self) -> list[str]:
+        """A label per group, top first: its resolution and its place there (e.g. "7x7 #2")."""
+        return [f"{r}x{r} #{i + 1}" for r, g in zip(self.config.resolutions, self.config.groups) for i in range(g)]
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the images this model takes and makes."""
