@@ -116,7 +116,8 @@ def part_binarized(args: argparse.Namespace) -> None:
     for name, ok, figure in [
             (f"IWAE NLL (k={args.iwae_k}, {len(scored):,} images) <= {TARGET_NLL} nats",
              result["iwae_nll"] <= TARGET_NLL and len(scored) == len(test), f"{result['iwae_nll']:.2f}"),
-            (f"training <= {MAX_TRAIN_S} s", result["train_seconds"] <= MAX_TRAIN_S, f"{result['train_seconds']:.0f} s"),
+            (f"training <= {MAX_TRAIN_S} s", result["train_seconds"] <= MAX_TRAIN_S,
+             f"{result['train_seconds']:.0f} s"),
             (f"evaluation <= {MAX_EVAL_S} s", result["iwae_seconds"] <= MAX_EVAL_S, f"{result['iwae_seconds']:.0f} s")]:
         print(f"target 1 {name}: {'met' if ok else 'NOT met'} ({figure})")
     print("for reference: " + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()))

@@ -1,6 +1,7 @@
-"""Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|sample|classifier ...`, the
-notebook's pipeline for jobs. This module parses; commands.py does the work, imported only once the arguments are
-parsed, so that `--help` and argument errors answer without loading torchvision or the data code.
+"""Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|sample|reconstruct|interpolate|
+traverse|classifier ...`, the notebook's pipeline for jobs. This module parses; commands.py and pictures.py do the
+work, imported only once the arguments are parsed, so that `--help` and argument errors answer without loading
+torchvision or the data code.
 
 stdout carries only the JSON result; progress, reports and notes go to stderr.
 """
@@ -16,6 +17,7 @@ from typing import Optional, Sequence
 
 from .config import MAX_IWAE_K, MAX_SAMPLES, PRESETS, RECIPES, TrainConfig
 from .distributed import is_main, shutdown
+from .latent import INTERPOLATIONS
 from .options import PRIOR_EPOCHS, PRIOR_LR, model_options, trainable_models
 
 DATA_DIR_HELP = ("the data set's files: the four IDX files (fashion-mnist, mnist), CIFAR-10's or SVHN's release, "
@@ -38,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=sorted(trainable_models()), default=None, help="the model family (default "
                    "vae; vqvae: van den Oord et al., 2017, then `train-prior` makes it generative; a family of your "
                    "own: --import its module)")
+    t.add_argument("--config", type=Path, default=None, help="read every setting from this TOML file (a run's own "
+                   "config.toml, or one under configs/); flags given here override it")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
                    "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
                    "Evaluation); 'hvae-binarized' the hierarchical VAE's (docs/hierarchical.md)")
@@ -137,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "grid")
     s.add_argument("--device", default="auto")
 
+    add_picture_parsers(commands)
+
     c = commands.add_parser("classifier", help="(re)train the feature classifier used for Fréchet distances")
     c.add_argument("--dataset", default="fashion-mnist")
     c.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
@@ -145,6 +151,31 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "($VAE_CACHE_DIR), where evaluate looks first")
     c.add_argument("--device", default="auto")
     return parser
+
+
+def add_picture_parsers(commands: argparse._SubParsersAction) -> None:
+    """The reconstruct, interpolate and traverse sub-commands (pictures.py runs them)."""
+    def common(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_text)
+        p.add_argument("checkpoint", type=Path)
+        p.add_argument("--out", type=Path, required=True, help="the PNG file to write")
+        p.add_argument("--dataset", default=None, help="the test images' data set (default: the checkpoint's own)")
+        p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+        p.add_argument("--skip-bad-images", action="store_true")
+        p.add_argument("--device", default="auto")
+        return p
+
+    r = common("reconstruct", "test images and their reconstructions (a hierarchical VAE's from its top groups)")
+    r.add_argument("--n", type=int, default=8, help="test images, one column each (default 8)")
+    i = common("interpolate", "decoded paths between the posterior means of pairs of test images")
+    i.add_argument("--pairs", type=int, default=4, help="rows: test images 0-1, 2-3, ... (default 4)")
+    i.add_argument("--steps", type=int, default=10, help="images per row, ends included (default 10)")
+    i.add_argument("--method", choices=INTERPOLATIONS, default="linear", help="linear, or slerp (the great circle)")
+    t = common("traverse", "the most active latent dimensions, each varied around one test image")
+    t.add_argument("--dims", type=int, default=8, help="dimensions, one row each, largest KL first (default 8)")
+    t.add_argument("--steps", type=int, default=11, help="values per row (default 11)")
+    t.add_argument("--span", type=float, default=2.5, help="from -span to span (default 2.5)")
+    t.add_argument("--image", type=int, default=0, help="the test image varied around (default 0)")
 
 
 def import_families(argv: Sequence[str]) -> list[str]:
@@ -172,10 +203,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import commands as run  # the work: torchvision, the data, training and evaluation code
+    from . import pictures
     from .training import NonFiniteLossError, TrainingInterrupted
 
     commands = {"train": run.run_train, "train-prior": run.run_train_prior, "evaluate": run.run_evaluate,
-                "sample": run.run_sample, "classifier": run.run_classifier}
+                "sample": pictures.run_sample, "reconstruct": pictures.run_reconstruct,
+                "interpolate": pictures.run_interpolate, "traverse": pictures.run_traverse,
+                "classifier": run.run_classifier}
     main_process = True
     try:
         result = commands[args.command](args)

@@ -11,11 +11,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Optional
 
-import torch
 
-from .capabilities import GaussianLatent, Sampler
+from .capabilities import GaussianLatent
 from .checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K, PRESETS, RECIPES, TrainConfig
+from .configfile import config_from_file
 from .data import DATASETS, binarize, canonical_name, is_conditional, load_dataset
 from .distributed import init_from_env, is_main, launched_by_torchrun, local_device
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
@@ -25,7 +25,6 @@ from .models.prior import CodePrior, PriorConfig
 from .models.vqvae import VQVAE, VQVAEConfig
 from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_options, trainable_models
 from .registry import generative_models, model_class, registered_models
-from .plotting import save_images
 from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
 from .samplers import GMMSampler
@@ -39,6 +38,8 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
         given["binarize"] = True
     model_flags = {o.field: getattr(args, o.dest) for o in model_options() if getattr(args, o.dest, None) is not None}
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    if getattr(args, "config", None) is not None:
+        return _file_config(args, given, model_flags, epochs)
     if args.resume is None:
         recipe_kind = RECIPES[args.recipe].get("kind", "vae") if args.recipe is not None else None
         kind = args.model or recipe_kind or "vae"
@@ -71,6 +72,21 @@ def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> Trai
     return replace(config, **given, **epochs, device=args.device or config.device,
                    model=_with_flags(config.model, {**model_flags, **shape}),
                    data_root=_root(args.data_dir) or config.data_root)
+
+
+def _file_config(args: argparse.Namespace, given: dict, model_flags: dict, epochs: dict) -> TrainConfig:
+    """`train --config FILE`: the file's run, the flags given on the command line overriding it."""
+    if args.resume is not None or args.recipe is not None:
+        drop = "--resume (a resumed run takes its settings from the checkpoint)" if args.resume else "--recipe"
+        raise ValueError(f"--config {args.config} starts a new run from the file: drop {drop}")
+    overrides = {**given, **epochs}
+    if "dataset" in overrides:
+        overrides["dataset"] = canonical_name(overrides["dataset"])
+    for key, value in (("model_kind", args.model), ("device", args.device), ("data_root", _root(args.data_dir))):
+        if value is not None:
+            overrides[key] = value
+    shape = {k: v for k, v in (("image_size", args.image_size), ("in_channels", args.channels)) if v is not None}
+    return config_from_file(args.config, **overrides, model={**model_flags, **shape})
 
 
 def _with_flags(model, flags: dict):
@@ -241,40 +257,6 @@ def _sample_options(model, temperature: float) -> dict:
         raise ValueError(f"--temperature {temperature}: a {model.kind} model samples without a temperature; drop "
                          "the flag")
     return {}
-
-
-def run_sample(args: argparse.Namespace) -> dict:
-    """Draw --n samples from a checkpoint (seeded by --seed) and write them as one PNG grid to --out."""
-    _check_range(args.n, "--n", 1, 10_000)
-    _check_range(args.nrow, "--nrow", 1, 1_000)
-    if not args.temperature > 0:
-        raise ValueError(f"--temperature {args.temperature}: expected a number > 0 (1 samples the prior itself)")
-    if args.out.suffix.lower() != ".png":
-        raise ValueError(f"--out {args.out}: name a .png file for the grid")
-    device = resolve_device(args.device)
-    model = model_from_checkpoint(read_checkpoint(args.checkpoint, map_location=device), args.checkpoint, device)
-    if not isinstance(model, Sampler):
-        raise ValueError(f"{args.checkpoint} holds a {model.kind} model, which cannot sample (train a prior for a "
-                         "VQ-VAE: `train-prior`)")
-    options = _sample_options(model, args.temperature)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    n, nrow = args.n, args.nrow
-    if is_conditional(model):
-        if args.label is None:  # one row per class
-            nrow = max(1, args.n // model.n_classes)
-            n = nrow * model.n_classes
-            options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
-        else:
-            _check_range(args.label, "--label", 0, model.n_classes - 1)
-            options["labels"] = args.label
-    elif args.label is not None:
-        raise ValueError(f"--label {args.label}: a {model.kind} model is not conditioned on a label; drop the flag "
-                         "(train --model cvae for one that is)")
-    images = model.sample(n, generator=generator, **options)
-    save_images(images, args.out, nrow=nrow)
-    options.pop("labels", None)
-    return {"checkpoint": str(args.checkpoint), "out": str(args.out), "n": n, "seed": args.seed, **options,
-            **({} if args.label is None else {"label": args.label})}
 
 
 def run_classifier(args: argparse.Namespace) -> dict:

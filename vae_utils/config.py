@@ -125,7 +125,7 @@ class TrainConfig(Config):
         model_kind="hvae" (any family with a config_class.for_dataset), that family's model for the set and its
         `train_defaults` (e.g. the hierarchical VAE's moving average and gradient clipping)."""
         family = model_class(overrides.get("model_kind") or "vae")
-        model = overrides.pop("model", None) or family.config_class.for_dataset(name)
+        model = overrides.pop("model", None) or _preset_model(family.config_class, name)
         return cls(**{**preset(name)["train"], **getattr(family, "train_defaults", {}), **overrides, "model": model})
 
 
@@ -165,6 +165,15 @@ RECIPES: dict[str, dict[str, Any]] = {  # {"model": config fields, "train": Trai
                        "train": dict(dataset="fashion-mnist", binarize=True, epochs=100, batch_size=128, lr=2e-3,
                                      ema_decay=0.999, grad_clip=200.0, skip_factor=10.0)},
 }
+
+
+def _preset_model(config_class: type, name: str) -> Config:
+    """A family's model for the data set's preset: its own for_dataset, else its for_images at the preset's shape."""
+    if hasattr(config_class, "for_dataset"):
+        return config_class.for_dataset(name)
+    shape = preset(name)["model"]
+    size, channels = shape.get("image_size", 28), shape.get("in_channels", 1)
+    return config_class.for_images(size, channels) if hasattr(config_class, "for_images") else config_class()
 
 
 def preset(name: str) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,8 @@ from .metrics import (ACTIVE_GROUP_NATS, NOISY_BELOW, _check_count, bits_undefin
                       group_kl, iwae_nll, latent_stats)
 
 NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is too close to chance to trust
-UNIFORM_BITS = {"discretized-logistic": 8.0, "discretized-mix-logistic": 8.0, "bernoulli": 1.0}  # bits/dim of a uniform guess: 256 levels, 2 levels
+UNIFORM_BITS = {"discretized-logistic": 8.0, "discretized-mix-logistic": 8.0,  # bits/dim of a uniform guess: 256
+                "bernoulli": 1.0}  # levels, 2 levels
 # How format_report names the loss terms it knows; any other term is shown under its own name.
 TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL", "neg_iwae_bound": "-L_k (training)"}
 

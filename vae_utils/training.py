@@ -19,6 +19,7 @@ from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
 from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .configfile import write_config
 from .data import ImageDataset, check_labels, dataset_checksum, dataset_image_shape, is_conditional, iterate_batches
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
                           launched_by_torchrun, local_device, rank, shard, world_size)
@@ -28,10 +29,10 @@ from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, reso
                     set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")
-GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
-MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change  # every other TrainConfig field must match the run's own
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")  # every other TrainConfig field must match the run's own
 # (the data may move: its checksum, not its path, says whether it is the same)
+GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
+MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change
 
 
 class NonFiniteLossError(RuntimeError):
@@ -211,6 +212,8 @@ def train(
         error = broadcast_object(error)  # every rank stops when rank 0 cannot write
         if error is not None:
             raise error
+        if out_dir is not None and is_main():  # the resolved run, which `train --config` takes back as it is
+            write_config(config, out_dir / "config.toml")
         if resume is not None:
             _resume(run, resume, allow_finished)
         else:

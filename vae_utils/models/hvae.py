@@ -216,9 +216,9 @@ class HVAE(nn.Module):
         self.levels = nn.ModuleList(nn.ModuleList(GroupBlock(w, c.z_channels, c.cells, out_scale) for _ in range(g))
                                     for w, g in zip(c.widths, c.groups))
         self.ups = nn.ModuleList(nn.Conv2d(a, b, 1) for a, b in zip(c.widths, c.widths[1:]))  # after 2x upsampling
-        finest = sizes[-1]
-        self.out = nn.Sequential(nn.SiLU(), nn.ConvTranspose2d(c.widths[-1], decoder_channels(c.likelihood, c.in_channels),
-                                                               4, 2, 1, output_padding=c.image_size - 2 * finest))
+        out_channels = decoder_channels(c.likelihood, c.in_channels)
+        self.out = nn.Sequential(nn.SiLU(), nn.ConvTranspose2d(c.widths[-1], out_channels, 4, 2, 1,
+                                                               output_padding=c.image_size - 2 * sizes[-1]))
         self.group_shapes = [(c.z_channels, r, r) for r, g in zip(sizes, c.groups) for _ in range(g)]
 
     @property
