@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--binarized", action="store_true", default=None,
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard log (default: OUT/tensorboard/; "
+                   "open it with `tensorboard --logdir OUT`)")
     family = t.add_argument_group("model options", "fields of the family's config dataclass (default: the data "
                                   "set's preset); a field of another family is refused")
     for option in model_options(t):
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, help="continue from this prior checkpoint (OUT/last.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace the run that --out already holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard log (default: OUT/tensorboard/)")
 
     e = commands.add_parser("evaluate", help="print -ELBO, IWAE NLL, bits/dim, KL, active units, Fréchet distance "
                                              "as JSON (for a VQ-VAE or its prior: recon, prior NLL, the bound, "

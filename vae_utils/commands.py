@@ -178,7 +178,8 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
         # a finished run goes through every check of a resume (lock, folder, settings), then trains nothing
         history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume, overwrite=args.overwrite,
-                        progress=not args.quiet, allow_finished=True)
+                        progress=not args.quiet, allow_finished=True,
+                        log_dir=None if getattr(args, "no_tensorboard", False) else out / "tensorboard")
     metrics = {
         **{k: v for k, v in history[-1].items() if k.startswith("test_")},
         "train_seconds": sum(h["train_seconds"] for h in history),

@@ -25,6 +25,7 @@ from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
 from .rundir import OutputLock, output_dir, prepare_output_dir
+from .runlog import RunLog
 from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, resolve_precision, set_rng_state,
                     set_seed)
 
@@ -129,6 +130,13 @@ class _Run:
     objective: Callable = None  # model.loss, or the same through DistributedDataParallel under torchrun
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 only: scales the loss so that small gradients survive
     ema: Optional[AveragedModel] = None  # the moving average of the weights (config.ema_decay > 0)
+    log: Optional[RunLog] = None  # the TensorBoard log (train's log_dir), on rank 0
+    grad_norm: Optional[float] = None  # the last step's gradient norm, when clipping or skipping computed it
+
+    @property
+    def global_step(self) -> int:
+        """Steps taken since the run began (the x axis of its TensorBoard log)."""
+        return (self.state.epoch - 1) * self.steps_per_epoch + self.state.step
 
     @property
     def scored(self) -> nn.Module:
@@ -167,6 +175,7 @@ def train(
     progress: bool = True,
     on_epoch_end: Optional[Callable[[dict[str, float]], None]] = None,
     allow_finished: bool = False,
+    log_dir: Union[str, Path, None] = None,
 ) -> History:
     """Train with Adam on the model's loss; return one record per epoch (losses in nats per image).
 
@@ -179,6 +188,7 @@ def train(
     refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
     `config.epochs` epochs in total; a run that already has them is refused, unless allow_finished=True: then,
     after every check a resume makes (the lock, the folder, the settings), its history is returned untrained.
+    With `log_dir`, the run writes a TensorBoard log there (runlog.py; a resumed run appends to it).
     """
     config = replace(config or TrainConfig(model=model.config, model_kind=model.kind), model=model.config,
                      model_kind=model.kind)
@@ -219,14 +229,25 @@ def train(
         else:
             set_seed(config.seed)
             run.state.order_state = torch.Generator().manual_seed(config.seed).get_state()
-        with _StopSignals() as stop:
-            while run.state.epoch <= config.epochs:
-                next_order_state = _train_epoch(run, train_data, stop, progress)
-                record = _finish_epoch(run, test_data, next_order_state)
-                if progress:
-                    tqdm.write(format_record(record, config.epochs))
-                if on_epoch_end is not None:
-                    on_epoch_end(record)
+        if log_dir is not None and is_main():
+            run.log = RunLog(Path(log_dir), start_step=run.global_step)
+        done = len(run.state.history)
+        try:
+            with _StopSignals() as stop:
+                while run.state.epoch <= config.epochs:
+                    next_order_state = _train_epoch(run, train_data, stop, progress)
+                    record = _finish_epoch(run, test_data, next_order_state)
+                    if progress:
+                        tqdm.write(format_record(record, config.epochs))
+                    if on_epoch_end is not None:
+                        on_epoch_end(record)
+            if run.log is not None and len(run.state.history) > done:  # a finished run resumed adds no second row
+                final = run.state.history[-1]
+                run.log.hparams(config.to_dict(), {k: v for k, v in final.items() if k.startswith(("test_", "train_"))
+                                                   and isinstance(v, float)})
+        finally:
+            if run.log is not None:
+                run.log.close()
     if run.ema is not None:  # the model carries the averaged weights, as load_checkpoint gives them back
         model.load_state_dict(run.ema.module.state_dict())
     model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
@@ -287,6 +308,9 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
                 run.scaler.update()
             if run.ema is not None:
                 run.ema.update_parameters(run.model)
+            if run.log is not None and run.log.wants_step(run.global_step):
+                run.log.step(run.global_step, terms, run.optimizer.param_groups[0]["lr"], _grad_norm(run),
+                             state.skipped + state.updates_skipped)
             run.scheduler.step()
             if stopping:
                 interrupted = stop.signal or "a signal to another process"
@@ -308,7 +332,7 @@ def _update_allowed(run: _Run) -> bool:
         return True
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
-    norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip or math.inf))
+    norm = run.grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip or math.inf))
     if config.skip_factor and (not math.isfinite(norm) or (state.grad_scale and norm > config.skip_factor
                                                             * state.grad_scale)):
         state.updates_skipped, state.skips_in_a_row = state.updates_skipped + 1, state.skips_in_a_row + 1
@@ -323,6 +347,14 @@ def _update_allowed(run: _Run) -> bool:
     state.grad_scale = norm if not state.grad_scale else GRAD_SCALE_DECAY * state.grad_scale + (
         1 - GRAD_SCALE_DECAY) * norm
     return True
+
+
+def _grad_norm(run: _Run) -> float:
+    """The step's gradient norm: the one clipping computed, else computed now (only on the steps a log records)."""
+    if run.config.grad_clip or run.config.skip_factor:
+        return run.grad_norm
+    grads = [p.grad for p in run.model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
 
 def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, bool]:
@@ -366,6 +398,10 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
         what = f"{', '.join(broken)} became non-finite" if broken else "the weights became non-finite"
         raise NonFiniteLossError(f"after epoch {record['epoch']}, {what}: the last step broke the model "
                                  f"(lr={run.config.lr} too high?). {_last_good(run)}")
+    if run.log is not None:
+        run.log.epoch(record, run.global_step)
+        run.log.images(run.scored, test_data, record["epoch"], record["epoch"] == run.config.epochs, run.global_step,
+                       run.config.seed)
     if run.out_dir is not None:
         improved = record.get(f"test_{metric}", math.inf) < best
         run.save(*(["best.pt"] if improved else []), "last.pt")  # best first: a kill between them leaves a good pair
