@@ -74,11 +74,13 @@ def default_root() -> Path:
 
 
 class ImageDataset(Dataset):
-    """Images held in memory as uint8 (N, C, H, W); items are (float image (C, H, W) in [0, 1], label)."""
+    """Images as uint8 (N, C, H, W), in memory or memory-mapped from the decoded cache (mapped=True: batches are
+    gathered from the map on the CPU, and the set is never copied whole); items are (float image (C, H, W) in
+    [0, 1], label)."""
 
     def __init__(self, images: Tensor, labels: Optional[Tensor] = None, name: str = "images",
                  classes: Optional[list[str]] = None, factors: Optional[Tensor] = None,
-                 factor_names: tuple[str, ...] = ()) -> None:
+                 factor_names: tuple[str, ...] = (), mapped: bool = False) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         labels = torch.full((images.shape[0],), -1) if labels is None else torch.as_tensor(labels)
@@ -91,6 +93,7 @@ class ImageDataset(Dataset):
                                  f"name in factor_names), got {tuple(factors.shape)}")
         self.images, self.labels, self.name, self.classes = images, labels.long(), name, classes
         self.factors, self.factor_names = factors, tuple(factor_names)  # generative factors (dSprites), as indices
+        self.mapped = mapped  # the images are a memory map of the decoded cache (a set larger than memory)
 
     @property
     def has_labels(self) -> bool:
@@ -118,14 +121,16 @@ class ImageDataset(Dataset):
         return self.take(slice(0, n))
 
     def take(self, rows) -> "ImageDataset":
-        """The images (with their labels and factors) at rows: a slice or an index tensor."""
+        """The images (with their labels and factors) at rows: a slice (of a mapped set: still mapped) or an
+        index tensor (a copy in memory)."""
         return ImageDataset(self.images[rows], self.labels[rows], self.name, self.classes,
-                            None if self.factors is None else self.factors[rows], self.factor_names)
+                            None if self.factors is None else self.factors[rows], self.factor_names,
+                            self.mapped and isinstance(rows, slice))
 
     def with_images(self, images: Tensor, name: Optional[str] = None) -> "ImageDataset":
         """The same rows (labels, factors) with other images, e.g. binarized, resized or on another device."""
         return ImageDataset(images, self.labels, self.name if name is None else name, self.classes, self.factors,
-                            self.factor_names)
+                            self.factor_names, self.mapped and images is self.images)
 
     def __repr__(self) -> str:
         return f"ImageDataset({self.name!r}, n={len(self)}, image_shape={self.image_shape})"
@@ -176,6 +181,7 @@ def load_dataset(
     skip_bad_images: bool = False,
     cache_dir: Union[str, Path, None] = None,
     test_fraction: float = 0.1,
+    memory_map: Optional[bool] = None,
 ) -> ImageDataset:
     """A data set split as an in-memory ImageDataset of (float image (C, H, W) in [0, 1], label).
 
@@ -187,6 +193,8 @@ def load_dataset(
     convert; a folder's default is 64x64 RGB. CelebA and folders are decoded once into a cache under cache_dir
     (default $VAE_DATA_DIR/decoded); a folder's test split is the test_fraction of files chosen by a hash of
     their relative paths. skip_bad_images skips (and counts) files that cannot be decoded instead of failing.
+    A decoded CelebA or folder split larger than half the available memory is memory-mapped from its cache
+    (memory_map=True or False decides instead): it trains with bounded memory, the page cache doing the rest.
     """
     key = canonical_name(name)
     if split not in SPLITS:
@@ -203,11 +211,12 @@ def load_dataset(
     cache = Path(cache_dir) if cache_dir is not None else default_root() / "decoded"
     preprocess = Preprocess(size, n_channels)
     if key == "folder":
-        dataset = _load_folder(root, split, preprocess, cache, skip_bad_images, test_fraction)
+        dataset = _load_folder(root, split, preprocess, cache, skip_bad_images, test_fraction, memory_map)
     elif key.startswith("dsprites"):
         return _resized(_load_dsprites(key, split, root, subset), preprocess)
     elif key == "celeba":
-        dataset = _load_celeba(root, split, replace(preprocess, crop=CELEBA_CROP), cache, download, skip_bad_images)
+        dataset = _load_celeba(root, split, replace(preprocess, crop=CELEBA_CROP), cache, download, skip_bad_images,
+                               memory_map)
     else:
         loader = _load_idx if key in ("mnist", "fashion-mnist") else _load_torchvision_arrays
         dataset = _resized(loader(key, split, root, download), preprocess)
@@ -302,7 +311,7 @@ def _load_torchvision_arrays(key: str, split: str, root: Union[str, Path, None],
 
 
 def _load_celeba(root: Union[str, Path, None], split: str, preprocess: Preprocess, cache: Path, download: bool,
-                 skip_bad: bool) -> ImageDataset:
+                 skip_bad: bool, memory_map: Optional[bool] = None) -> ImageDataset:
     """CelebA's aligned-and-cropped images of a split (list_eval_partition.txt), via torchvision's CelebA class."""
     root = Path(root) if root is not None else default_root()
     source = DATASETS["celeba"]
@@ -322,12 +331,12 @@ def _load_celeba(root: Union[str, Path, None], split: str, preprocess: Preproces
     if missing:
         raise FileNotFoundError(f"{len(missing)} image(s) of list_eval_partition.txt are missing from {images_dir} "
                                 f"(first: {missing[0].name}): unpack img_align_celeba.zip there")
-    decoded = decode_cached(images_dir, files, preprocess, cache, f"celeba-{split}", skip_bad)
-    return ImageDataset(decoded.images, None, f"celeba/{split}")
+    decoded = decode_cached(images_dir, files, preprocess, cache, f"celeba-{split}", skip_bad, memory_map)
+    return ImageDataset(decoded.images, None, f"celeba/{split}", mapped=decoded.mapped)
 
 
 def _load_folder(root: Union[str, Path, None], split: str, preprocess: Preprocess, cache: Path, skip_bad: bool,
-                 test_fraction: float) -> ImageDataset:
+                 test_fraction: float, memory_map: Optional[bool] = None) -> ImageDataset:
     """Every image under root; class sub-folders give labels (torchvision's ImageFolder layout), flat gives none."""
     if root is None:
         raise ValueError("the folder data set needs root=THE_FOLDER (--data-dir): the folder that holds the images")
@@ -340,15 +349,20 @@ def _load_folder(root: Union[str, Path, None], split: str, preprocess: Preproces
     if not files:
         raise ValueError(f"{root} holds no images ({', '.join(e.lstrip('.') for e in IMAGE_TYPES)}): put them "
                          "there, flat or in one sub-folder per class")
-    decoded = decode_cached(root, files, preprocess, cache, f"folder-{_digest(root)}", skip_bad)
-    in_test = test_split_mask(decoded.files, test_fraction)
+    names = [f.relative_to(root).as_posix() for f in files]
+    in_test = test_split_mask(names, test_fraction)
     keep = in_test if split == "test" else ~in_test
     if not keep.any():
-        raise ValueError(f"the {split} split of {root} is empty ({len(decoded.files)} images, test_fraction="
+        raise ValueError(f"the {split} split of {root} is empty ({len(files)} images, test_fraction="
                          f"{test_fraction}): add images or change test_fraction")
-    classes, labels = _folder_labels(decoded.files)
-    labels = None if labels is None else labels[keep]
-    return ImageDataset(decoded.images[keep], labels, f"folder:{root.name}-{_digest(root)[:8]}/{split}", classes)
+    classes, _ = _folder_labels(names)  # from every file, so that both splits number the classes alike
+    split_files = [f for f, k in zip(files, keep.tolist()) if k]  # each split decoded and cached on its own
+    decoded = decode_cached(root, split_files, preprocess, cache, f"folder-{_digest(root)}-{split}", skip_bad,
+                            memory_map)
+    index = {name: i for i, name in enumerate(classes or [])}
+    labels = None if classes is None else torch.tensor([index[f.split("/", 1)[0]] for f in decoded.files])
+    return ImageDataset(decoded.images, labels, f"folder:{root.name}-{_digest(root)[:8]}/{split}", classes,
+                        mapped=decoded.mapped)
 
 
 def _folder_labels(files: list[str]) -> tuple[Optional[list[str]], Optional[Tensor]]:
@@ -497,13 +511,14 @@ def iterate_batches(dataset: Dataset, batch_size: int, device: torch.device, ord
     order = torch.arange(len(dataset)) if order is None else order
     order = order[start * batch_size:]
     if isinstance(dataset, ImageDataset):
-        images = dataset.images.to(device, non_blocking=True)  # a no-op when the data already lives there
-        targets = dataset.labels.to(device, non_blocking=True) if labels else None
-        order = order.to(device, non_blocking=True)
+        # a no-op when the data already live there; a memory-mapped set stays in its map, each batch gathered from it
+        images = dataset.images if dataset.mapped else dataset.images.to(device, non_blocking=True)
+        targets = dataset.labels.to(images.device, non_blocking=True) if labels else None
+        order = order.to(images.device, non_blocking=True)
         for first in range(0, len(order), batch_size):
             rows = order[first:first + batch_size]
-            x = images.index_select(0, rows).float().div_(255)
-            yield (x, targets.index_select(0, rows)) if labels else x
+            x = images.index_select(0, rows).to(device, non_blocking=True).float().div_(255)
+            yield (x, targets.index_select(0, rows).to(device, non_blocking=True)) if labels else x
     else:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist())
         for batch in loader:
@@ -567,7 +582,11 @@ def dataset_checksum(dataset: Dataset) -> Optional[str]:
     """SHA-256 of an ImageDataset's images and labels (None for other data sets), to tie checkpoints to data."""
     if not isinstance(dataset, ImageDataset):
         return None
-    digest = hashlib.sha256(dataset.images.cpu().contiguous().numpy().tobytes())
+    digest = hashlib.sha256()
+    images = dataset.images.cpu()
+    rows = max(1, (64 << 20) // max(1, images[0].numel())) if len(images) else 1
+    for first in range(0, len(images), rows):  # in chunks: a memory-mapped set is never copied whole
+        digest.update(images[first:first + rows].contiguous().numpy())
     digest.update(dataset.labels.cpu().numpy().tobytes())
     return digest.hexdigest()
 

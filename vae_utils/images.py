@@ -2,11 +2,17 @@
 into a cached tensor file that is keyed by the file list (names, sizes, modification times) and the preprocessing.
 
 Nothing in the user's folder is ever written: the cache lives under $VAE_DATA_DIR/decoded (or `cache_dir`).
+
+A set too large for memory is memory-mapped: decoded into a file-backed tensor (`torch.from_file`), written to the
+cache from there, and read back with `torch.load(..., mmap=True)`, so its pixels live in the page cache, which the
+kernel fills and evicts as batches are gathered, instead of the process's own memory. Sets that fit are read into
+memory as before (`map_above` says where the line is).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import stat
 import sys
@@ -25,6 +31,7 @@ from tqdm.auto import tqdm
 from .files import atomic_torch_save
 
 CACHE_VERSION = 2  # bump when decoding or the file changes, so old caches are decoded again (2: a checksum)
+MAP_ABOVE = 0.5  # memory-map a decoded set larger than this share of the memory available when it is loaded
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Decoded:
     images: Tensor  # (N, C, S, S) uint8
     files: list[str]  # paths relative to the root, one per image
     skipped: list[str]  # files that could not be decoded (with skip_bad=True)
+    mapped: bool = False  # images is a memory map of the cache file
 
 
 def list_images(root: Path) -> list[Path]:
@@ -84,19 +92,37 @@ def safe_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux's MemAvailable; else the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def should_map(n_bytes: int, mapped: Optional[bool] = None) -> bool:
+    """Whether a decoded set of n_bytes is memory-mapped: as `mapped` says, else when it exceeds MAP_ABOVE of the
+    memory available now."""
+    return mapped if mapped is not None else n_bytes > MAP_ABOVE * available_memory()
+
+
 def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_dir: Path, name: str,
-                  skip_bad: bool = False) -> Decoded:
-    """The decoded images of files (under root), from the cache when it matches them and the preprocessing."""
+                  skip_bad: bool = False, mapped: Optional[bool] = None) -> Decoded:
+    """The decoded images of files (under root), from the cache when it matches them and the preprocessing;
+    memory-mapped when `mapped` is True, or None and the set is large (see should_map)."""
     key = _cache_key(root, files, preprocess)
     path = cache_dir / f"{name}-{key[:20]}.pt"
-    decoded, why = _read_cache(path, len(files), preprocess) if path.is_file() else (None, "")
+    size = len(files) * preprocess.channels * preprocess.image_size ** 2
+    mapped = should_map(size, mapped)
+    decoded, why = _read_cache(path, len(files), preprocess, mapped) if path.is_file() else (None, "")
     if decoded is None:
         if path.is_file():
             print(f"vae_utils: the decoded cache {path} {why}; decoding the images again", file=sys.stderr)
-        decoded = decode(root, files, preprocess, skip_bad=True)  # the cache records bad files too
-        atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
-                           "skipped": decoded.skipped, "preprocess": vars(preprocess),
-                           "blake2b": pixels_digest(decoded.images)}, path)
+        decoded = _decode_into_cache(root, files, preprocess, path, mapped)
     if decoded.skipped and not skip_bad:
         raise ValueError(f"{len(decoded.skipped)} image(s) under {root} cannot be decoded (first: "
                          f"{safe_name(decoded.skipped[0])}); fix or remove them, or pass skip_bad_images=True "
@@ -107,12 +133,46 @@ def decode_cached(root: Path, files: list[Path], preprocess: Preprocess, cache_d
     return decoded
 
 
-def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool = False) -> Decoded:
-    """Decode files with every core (a DataLoader's worker processes), with a progress bar."""
+def _decode_into_cache(root: Path, files: list[Path], preprocess: Preprocess, path: Path, mapped: bool) -> Decoded:
+    """Decode files (bad ones recorded, not raised) and write the cache at path; a mapped set is decoded into a
+    file-backed tensor beside it and read back memory-mapped, so it never has to fit in memory."""
+    shape = (len(files), preprocess.channels, preprocess.image_size, preprocess.image_size)
+    if not mapped:
+        decoded = decode(root, files, preprocess, skip_bad=True)
+        _write_cache(path, decoded, preprocess)
+        return decoded
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.pixels.tmp")  # removed below, or as a stale temporary
+    try:
+        out = torch.from_file(str(scratch), shared=True, size=math.prod(shape), dtype=torch.uint8).view(shape)
+        decoded = decode(root, files, preprocess, skip_bad=True, out=out)
+        _write_cache(path, decoded, preprocess)
+    finally:
+        scratch.unlink(missing_ok=True)
+    del decoded, out
+    mapped_back, why = _read_cache(path, len(files), preprocess, mapped=True)
+    if mapped_back is None:
+        raise OSError(f"the decoded cache {path} just written {why}: the disk may be failing or full")
+    return mapped_back
+
+
+def _write_cache(path: Path, decoded: Decoded, preprocess: Preprocess) -> None:
+    atomic_torch_save({"version": CACHE_VERSION, "images": decoded.images, "files": decoded.files,
+                       "skipped": decoded.skipped, "preprocess": vars(preprocess),
+                       "blake2b": pixels_digest(decoded.images)}, path)
+
+
+def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool = False,
+           out: Optional[Tensor] = None) -> Decoded:
+    """Decode files with every core (a DataLoader's worker processes), with a progress bar, into `out` (a uint8
+    tensor with a row per file, e.g. file-backed) or a new tensor; the images are its first rows."""
     workers = min(os.cpu_count() or 1, 8) if len(files) >= 512 else 0
     loader = torch.utils.data.DataLoader(_Files(files, preprocess), batch_size=64, num_workers=workers,
                                          collate_fn=list)
-    images, kept, skipped = [], [], []
+    if out is None:
+        out = torch.empty((len(files), preprocess.channels, preprocess.image_size, preprocess.image_size),
+                          dtype=torch.uint8)
+    kept, skipped = [], []
     for batch in tqdm(loader, desc=f"decoding {len(files):,} images", unit="batch", leave=False):
         for file, image, error in batch:
             rel = file.relative_to(root).as_posix()
@@ -122,11 +182,17 @@ def decode(root: Path, files: list[Path], preprocess: Preprocess, skip_bad: bool
                                      "pass skip_bad_images=True (--skip-bad-images)")
                 skipped.append(rel)
             else:
-                images.append(image)
+                out[len(kept)] = image
                 kept.append(rel)
-    if not images:
+    if not kept:
         raise ValueError(f"none of the {len(files)} image file(s) under {root} could be decoded")
-    return Decoded(torch.stack(images), kept, skipped)
+    images = out[:len(kept)]
+    return Decoded(images.clone() if skipped and not _file_backed(out) else images, kept, skipped)
+
+
+def _file_backed(images: Tensor) -> bool:
+    """True for a tensor whose storage is a mapped file (torch.from_file), which cannot be shrunk by a copy."""
+    return getattr(images.untyped_storage(), "filename", None) is not None
 
 
 def test_split_mask(files: list[str], test_fraction: float) -> Tensor:
@@ -175,15 +241,22 @@ def _cache_key(root: Path, files: list[Path], preprocess: Preprocess) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def pixels_digest(images: Tensor) -> str:
-    """BLAKE2b of a uint8 tensor's bytes (about 1 GB/s): what the decoded cache checks its pixels against."""
-    return hashlib.blake2b(images.contiguous().numpy()).hexdigest()
+def pixels_digest(images: Tensor, chunk_bytes: int = 64 << 20) -> str:
+    """BLAKE2b of a uint8 tensor's bytes (about 1 GB/s), read in chunks of rows (a memory-mapped set is never
+    copied whole): what the decoded cache checks its pixels against."""
+    digest = hashlib.blake2b()
+    rows = max(1, chunk_bytes // max(1, images[0].numel())) if len(images) else 1
+    for first in range(0, len(images), rows):
+        digest.update(images[first:first + rows].contiguous().numpy())
+    return digest.hexdigest()
 
 
-def _read_cache(path: Path, n_files: int, preprocess: Preprocess) -> tuple[Optional[Decoded], str]:
-    """(the cache's contents, "") when they are whole and consistent, else (None, why): it is then decoded again."""
+def _read_cache(path: Path, n_files: int, preprocess: Preprocess, mapped: bool = False
+                ) -> tuple[Optional[Decoded], str]:
+    """(the cache's contents, "") when they are whole and consistent, else (None, why): it is then decoded again.
+    mapped: the images stay in the file, memory-mapped (torch.load(mmap=True))."""
     try:
-        data = torch.load(path, weights_only=True)
+        data = torch.load(path, weights_only=True, mmap=mapped)
         images, files, skipped = data["images"], list(data["files"]), list(data["skipped"])
     except Exception:  # truncated, corrupt, or not ours
         return None, "is unreadable"
@@ -193,4 +266,4 @@ def _read_cache(path: Path, n_files: int, preprocess: Preprocess) -> tuple[Optio
         return None, "is from another version or does not match the files"
     if data.get("blake2b") != pixels_digest(images):
         return None, "holds pixels that differ from the checksum written with them (the file was damaged)"
-    return Decoded(images, files, skipped), ""
+    return Decoded(images, files, skipped, mapped), ""

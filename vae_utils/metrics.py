@@ -160,7 +160,11 @@ def group_kl(model: nn.Module, dataset: Dataset, batch_size: int = 500, seed: in
 
 def is_binary(dataset: Dataset) -> bool:
     """True for an ImageDataset whose pixels are all 0 or 255 (binarized); other data sets count as not binary."""
-    return isinstance(dataset, ImageDataset) and bool(((dataset.images == 0) | (dataset.images == 255)).all())
+    if not isinstance(dataset, ImageDataset):
+        return False
+    images = dataset.images
+    rows = max(1, (16 << 20) // max(1, images[0].numel())) if len(images) else 1
+    return all(bool(((part == 0) | (part == 255)).all()) for part in images.split(rows))  # a mapped set: in chunks
 
 
 class LatentStats(NamedTuple):

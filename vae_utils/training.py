@@ -199,7 +199,7 @@ def train(
     _check_shapes(model, train_data, test_data)
     train_data = _subset(train_data, config.subset)
     checksum = dataset_checksum(train_data)
-    if isinstance(train_data, ImageDataset):  # keep the whole data set on the device, as uint8
+    if isinstance(train_data, ImageDataset) and not train_data.mapped:  # the whole set on the device, as uint8
         train_data = train_data.with_images(train_data.images.to(device))
     out_dir = output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN

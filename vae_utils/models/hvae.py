@@ -253,6 +253,12 @@ class HVAE(nn.Module):
         return [torch.randn((total, *shape), generator=generator, device=device)[start:start + n]
                 for shape in self.group_shapes]
 
+    def _prior_noise(self, n: int, generator: Optional[torch.Generator], temperatures: list[float]) -> list[Tensor]:
+        """The noise of sampling from the prior: none drawn when every temperature is 0 (the means need none)."""
+        if any(temperatures):
+            return self._noise(n, generator)
+        return [torch.zeros((n, *shape), device=self.top.device) for shape in self.group_shapes]
+
     def _top_down(self, features: Optional[list[Tensor]], n: int, noise: list[Tensor],
                   temperature: Sequence[float], posterior_groups: int, posterior_mean: bool = False
                   ) -> tuple[Tensor, list[Group]]:
@@ -373,7 +379,7 @@ class HVAE(nn.Module):
         temperatures = self._temperatures(temperature)
         if generator is not None and generator.device != self.top.device:
             raise ValueError(f"generator is on {generator.device} but the model is on {self.top.device}")
-        logits, _ = self._top_down(None, n, self._noise(n, generator), temperatures, 0)
+        logits, _ = self._top_down(None, n, self._prior_noise(n, generator, temperatures), temperatures, 0)
         return mean_image(logits, self.config.likelihood)
 
     @torch.no_grad()
@@ -386,8 +392,8 @@ class HVAE(nn.Module):
         if not (isinstance(groups, int) and not isinstance(groups, bool) and 0 <= groups <= self.n_groups):
             raise ValueError(f"groups={groups!r}: expected an integer from 0 to {self.n_groups} (the model's groups)")
         temperatures = self._temperatures(temperature)
-        logits, _ = self._top_down(self.bottom_up(x), len(x), self._noise(len(x), generator), temperatures, groups,
-                                   posterior_mean=True)
+        noise = self._prior_noise(len(x), generator, temperatures)
+        logits, _ = self._top_down(self.bottom_up(x), len(x), noise, temperatures, groups, posterior_mean=True)
         return mean_image(logits, self.config.likelihood)
 
 
