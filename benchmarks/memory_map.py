@@ -49,8 +49,6 @@ def write_folder(folder: Path, n: int, seed: int = 0) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     """One case, in this process: load (decode if needed), train --steps steps, print a JSON line."""
-    import torch
-
     import vae_utils as vu
 
     peak = {"anon": 0}
@@ -149,8 +147,8 @@ def main() -> None:
     print("\n| case | set (MB) | images/s | peak own memory, RssAnon (MB) | peak resident, VmHWM (MB) | ended |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r.get('set_mb', 0):,.0f} | {r.get('images_per_s', '–')} | {r.get('peak_anon_mb', '–')} "
-              f"| {r.get('peak_rss_mb', '–')} | {r.get('ended', 'trained')} |")
+        print(f"| {r['case']} | {r.get('set_mb', 0):,.0f} | {r.get('images_per_s', '–')} | "
+              f"{r.get('peak_anon_mb', '–')} | {r.get('peak_rss_mb', '–')} | {r.get('ended', 'trained')} |")
 
 
 if __name__ == "__main__":

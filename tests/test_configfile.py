@@ -22,7 +22,8 @@ def test_every_preset_reads_back_from_its_file_as_the_same_config(name, tmp_path
 
 def test_configs_folder_holds_exactly_what_the_code_writes():
     expected = {f"{name}.toml": PRESET_HEADER.format(file=f"configs/{name}.toml") for name in preset_configs()}
-    assert sorted(p.name for p in CONFIGS.glob("*.toml")) == sorted(expected), "run: python -m vae_utils.configfile configs"
+    assert sorted(p.name for p in CONFIGS.glob("*.toml")) == sorted(expected), \
+        "run: python -m vae_utils.configfile configs"
     for file, header in expected.items():
         text = "".join(f"# {line}\n" for line in header.splitlines()) + to_toml(preset_configs()[file[:-5]])
         assert (CONFIGS / file).read_text() == text, f"configs/{file} is stale: python -m vae_utils.configfile configs"

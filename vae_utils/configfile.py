@@ -109,7 +109,8 @@ def write_config(config: TrainConfig, path: PathLike, header: str = "") -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
 
-PRESET_HEADER = ("written by `python -m vae_utils.configfile configs` from the code's presets (a test keeps them equal)\n"
+PRESET_HEADER = ("written by `python -m vae_utils.configfile configs` from the code's presets (a test keeps them "
+                 "equal)\n"
                  "python -m vae_utils train --config {file} --out runs/NAME; flags given there override this file")
 
 
