@@ -78,13 +78,15 @@ def train_reference(epochs: int, seed: int, root: str, device: torch.device) -> 
     return _summary("pytorch-example-mlp", model, history, len(loader.dataset), epochs, flops * len(loader), "fp32")
 
 
-def train_default(epochs: int, seed: int, root: str, device: torch.device) -> dict:
-    """vae_utils' defaults (TrainConfig()), the recipe of the notebook."""
+def train_default(epochs: int, seed: int, root: str, device: torch.device, name: str = "vae_utils-default",
+                  log: bool = False) -> dict:
+    """vae_utils' defaults (TrainConfig()), the recipe of the notebook; log=True also writes its TensorBoard log."""
     config = vu.TrainConfig(epochs=epochs, seed=seed)
     train_ds, test = vu.load_dataset(config.dataset, "train", root=root), vu.load_dataset(config.dataset, "test", root=root)
     vu.set_seed(seed)
     model = vu.VAE(config.model)
-    records = vu.train(model, train_ds, test, config, progress=False)
+    with tempfile.TemporaryDirectory() as log_dir:
+        records = vu.train(model, train_ds, test, config, progress=False, log_dir=log_dir if log else None)
     history, seconds = [], 0.0
     for r in records:
         seconds += r["train_seconds"]
@@ -94,7 +96,12 @@ def train_default(epochs: int, seed: int, root: str, device: torch.device) -> di
     x = torch.rand(config.batch_size, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
     steps = -(-len(train_ds) // config.batch_size)
     flops = _step_flops(model.train(), x, precision, device) * steps
-    return _summary("vae_utils-default", model, history, len(train_ds), epochs, flops, precision, config.to_dict())
+    return _summary(name, model, history, len(train_ds), epochs, flops, precision, config.to_dict())
+
+
+def train_default_logged(epochs: int, seed: int, root: str, device: torch.device) -> dict:
+    """The default recipe writing its TensorBoard log, as every CLI run does (issue #21: no measurable cost)."""
+    return train_default(epochs, seed, root, device, "vae_utils-default+tensorboard", log=True)
 
 
 class PythaeScored(nn.Module):
@@ -232,7 +239,8 @@ def run_isolated(fn_name: str, *args) -> dict:
     return result
 
 
-RECIPES = {"pytorch-example-mlp": "train_reference", "pythae-vae": "train_pythae", "vae_utils-default": "train_default"}
+RECIPES = {"pytorch-example-mlp": "train_reference", "pythae-vae": "train_pythae", "vae_utils-default": "train_default",
+           "vae_utils-default+tensorboard": "train_default_logged"}
 PEERS = ("pytorch-example-mlp", "pythae-vae")
 
 
@@ -295,6 +303,9 @@ def main() -> None:
         f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in ratios.items()))
     for line in target_verdicts(ratios):
         print(line)
+    logged = med["vae_utils-default+tensorboard"]["train_seconds"] / ours["train_seconds"]
+    print(f"TensorBoard log (every CLI run writes one): training time with / without = {logged:.3f}")
+    ratios["tensorboard_log_time_ratio"] = logged
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "torch": str(torch.__version__), "epochs": args.epochs,
