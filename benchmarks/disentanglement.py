@@ -3,6 +3,7 @@ scored by the mutual information gap (MIG; Chen et al., 2018), the -ELBO and the
 
     python benchmarks/disentanglement.py [--dataset dsprites-generated] [--train-images 150000] [--epochs 2]
                                          [--test-images 10000] [--json runs/disentanglement.json]
+                                         [--out runs/disentanglement] [--skip-training]
 
 Chen et al. find β-TCVAE >= β-VAE > VAE in MIG; that order is the target this prints as reached or not. Every model
 sees the same images in the same order (one seed); the table gives the budget (images seen, seconds). It writes
@@ -36,20 +37,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "disentanglement",
+                        help="each model's checkpoints go to OUT/<kind>-<n>/ (overwritten)")
+    parser.add_argument("--skip-training", action="store_true", help="score the models saved in --out as they are")
     args = parser.parse_args()
 
     train_ds = vu.load_dataset(args.dataset, "train", root=args.data_dir, subset=args.train_images)
     test_ds = vu.load_dataset(args.dataset, "test", root=args.data_dir, subset=args.test_images)
     base = vu.TrainConfig.for_dataset(args.dataset, epochs=args.epochs, seed=args.seed)
     rows, pictures = [], []
-    for label, kind, fields, train_fields in MODELS:
+    for i, (label, kind, fields, train_fields) in enumerate(MODELS):
         family = vu.model_class(kind)
         model_config = family.config_class(**base.model.to_dict(), **fields).for_training_set(len(train_ds))
         config = replace(base, model=model_config, model_kind=kind, **train_fields)
-        vu.set_seed(config.seed)
-        model = family(model_config)
+        folder = args.out / f"{kind}-{i}"
         start = time.perf_counter()
-        history = vu.train(model, train_ds, None, config)
+        if args.skip_training:
+            model, history = vu.load_checkpoint(folder / "last.pt"), vu.read_checkpoint(folder / "last.pt")["history"]
+        else:
+            vu.set_seed(config.seed)
+            model = family(model_config)
+            history = vu.train(model, train_ds, None, config, out_dir=folder, overwrite=True)
         wall = time.perf_counter() - start
         terms = vu.evaluate(model, test_ds, seed=args.seed)  # the -ELBO with beta = 1 for every family
         score = vu.mig(model, test_ds)
