@@ -18,7 +18,7 @@ def folder(tmp_path):
 
 
 def _load(folder, split="train", **options):
-    return vu.load_dataset("folder", split, root=folder, image_size=28, channels=1, **options)
+    return vu.load_dataset("folder", split, root=folder, image_size=28, channels=1, test_fraction=0.3, **options)
 
 
 def test_a_mapped_split_holds_the_same_pixels_labels_and_classes_as_the_in_memory_one(folder):

@@ -45,7 +45,7 @@ class RunLog:
     def step(self, step: int, terms: Any, lr: float, grad_norm: Optional[float], skipped: int) -> None:
         """The training terms of one step (a named tuple of tensors), its learning rate and gradient norm."""
         for name, value in terms._asdict().items():
-            self.writer.add_scalar(f"train/{'loss' if name == 'total' else name}", float(value), step)
+            self.writer.add_scalar(f"train/{'loss' if name == 'total' else name}", float(value.detach()), step)
         self.writer.add_scalar("train/lr", lr, step)
         if grad_norm is not None:
             self.writer.add_scalar("train/grad_norm", grad_norm, step)
