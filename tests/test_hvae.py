@@ -175,6 +175,21 @@ def test_it_trains_resumes_bit_exactly_with_its_moving_average_and_loads_the_ave
     assert vu.evaluate(averaged, blob_data(32, seed=1))["neg_elbo"] == pytest.approx(history[-1]["test_neg_elbo"])
 
 
+def test_the_moving_average_warms_up_so_a_short_run_is_not_its_first_weights(tmp_path):
+    assert vu.training.ema_decay_at(0.999, 0) == pytest.approx(0.1) and vu.training.ema_decay_at(0.999, 10**6) == 0.999
+    initial = _model().state_dict()
+    vu.train(_model(), blob_data(64), None, _config(epochs=3, ema_decay=0.999), out_dir=tmp_path, progress=False)
+    average = vu.load_checkpoint(tmp_path / "last.pt").state_dict()  # 12 updates
+    raw = vu.load_checkpoint(tmp_path / "last.pt", ema=False).state_dict()
+
+    def distance(a, b):
+        return sum((a[k].float() - b[k].float()).norm() ** 2 for k in a) ** 0.5
+
+    # a fixed decay of 0.999 would keep 99% of the initial weights after 12 updates; warmed up, the average
+    # follows the run
+    assert distance(average, raw) < distance(average, initial)
+
+
 def test_updates_with_a_gradient_far_above_the_running_scale_are_skipped_and_counted(monkeypatch):
     norms = iter([1.0, 1.0, 50.0] + [1.0] * 100)
     clip = torch.nn.utils.clip_grad_norm_

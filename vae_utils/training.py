@@ -13,7 +13,7 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
@@ -210,7 +210,7 @@ def train(
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
     if config.ema_decay:
-        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        run.ema = AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
     progress = progress and is_main()
     with OutputLock(out_dir if is_main() else None):
         error = None
@@ -429,6 +429,21 @@ def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> 
                   file=sys.stderr)
     run.state = RunState.from_checkpoint(saved, run.device)
     run.model.train()
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The moving average's decay after `updates` updates: min(decay, (1 + n) / (10 + n)), the warm-up of
+    TensorFlow's ExponentialMovingAverage, so that a short run's average is not dominated by its first weights (a
+    fixed 0.999 still gives its initial weights 10% after 2,300 steps)."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+def ema_update(decay: float) -> Callable:
+    """AveragedModel's multi_avg_fn for the warmed-up moving average: averaged <- averaged + (1 - d) (current -
+    averaged) over all parameters at once."""
+    def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
+        torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(updates)))
+    return update
 
 
 def _load_ema(ema: AveragedModel, state: dict, updates: int) -> None:
