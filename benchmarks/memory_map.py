@@ -1,7 +1,7 @@
 """Data larger than memory: a folder whose decoded set is several times the memory a process may use, trained from
 the memory-mapped cache, against the in-memory path.
 
-    python benchmarks/memory_map.py [--gigabytes 1.5] [--limit-mb 512] [--steps 200] [--folder runs/mmap-folder]
+    python benchmarks/memory_map.py [--gigabytes 6] [--limit-mb 2560] [--steps 200] [--folder runs/mmap-folder]
 
 Writes a folder of 64x64 RGB PNGs (smooth random blobs) whose decoded size is --gigabytes, then runs each case in a
 process of its own: decoding into the cache and training --steps steps of the celeba-sized VAE preset (batch 128)
@@ -119,8 +119,9 @@ def run_case(name: str, argv: list[str], group: Path | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gigabytes", type=float, default=1.5, help="decoded size of the folder's training split")
-    parser.add_argument("--limit-mb", type=int, default=512, help="the memory cgroup's limit")
+    parser.add_argument("--gigabytes", type=float, default=6.0, help="decoded size of the folder's training split")
+    parser.add_argument("--limit-mb", type=int, default=2560, help="the memory cgroup's limit: a process that has "
+                        "imported torch (the CUDA build) and built the model already holds about 1.4 GB here")
     parser.add_argument("--steps", type=int, default=200, help="training steps of 128 images per case")
     parser.add_argument("--fit-images", type=int, default=20_000, help="images of the in-memory case that fits")
     parser.add_argument("--folder", type=Path, default=ROOT / "runs" / "mmap-folder")
