@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import vae_utils as vu
+from long_binarized import precision_check  # benchmarks/ is the script's folder, first on sys.path
 
 TARGET_NLL, MAX_TRAIN_S, MAX_EVAL_S = 225.0, 60 * 60, 30 * 60  # target 1, on the 2-core CPU
 PUBLISHED = {"hierarchical conv VAE (Exemplar VAE paper)": 225.38, "our single-level long recipe": 228.68}
@@ -94,12 +95,7 @@ def part_binarized(args: argparse.Namespace) -> None:
               "train_seconds": round(sum(h["train_seconds"] for h in history), 1),
               "test_neg_elbo": history[-1]["test_neg_elbo"], "parameters": sum(p.numel() for p in model.parameters()),
               "skipped_updates": sum(h.get("skipped_updates", 0) for h in history), "model": config.model.to_dict()}
-    subset = test.subset(args.check_images)
-    for precision in ("fp32", "bf16"):
-        start = time.perf_counter()
-        result[f"iwae_{precision}_on_{args.check_images}"] = vu.iwae_nll(model, subset, k=args.iwae_k,
-                                                                          precision=precision)["iwae_nll"]
-        result[f"seconds_{precision}_on_{args.check_images}"] = round(time.perf_counter() - start, 1)
+    result.update(precision_check(model, test.subset(args.check_images), args.iwae_k))
     scored = test.subset(args.test_images)
     start = time.perf_counter()
     full = vu.iwae_nll(model, scored, k=args.iwae_k, precision="auto", progress=True)
