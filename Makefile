@@ -5,7 +5,7 @@
 #   make test     set everything up, then run every test (pytest for vae_utils, nbval for the notebooks)
 # For maintainers:
 #   make refresh  re-execute every notebook in place and update the committed pictures and checkpoints
-#   make benchmark  the speed comparison of docs/speed.md
+#   make benchmark  the speed comparison of docs/speed.md, then the step layer by layer (benchmarks/step_profile.py)
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
 #   make benchmark-disentanglement  VAE, beta-VAE and beta-TCVAE on dSprites: MIG (docs/family.md)
 #   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
@@ -41,6 +41,7 @@ test: setup data
 
 benchmark: setup data
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/step_profile.py
 
 benchmark-long: setup data
 	$(BIN)/python benchmarks/long_binarized.py --out runs/long

@@ -1,0 +1,420 @@
+"""Where the default model's training step spends its time, and what makes it faster (issue #22).
+
+Part 1, `layers`: the default recipe's step (TrainConfig(): VAE 16-32, batch 256, bf16 autocast where the CPU has
+fast bf16, channels_last, fused Adam) on real Fashion-MNIST batches, timed layer by layer with module hooks,
+forward and backward, beside each layer's FLOPs (torch.utils.flop_counter, counted on the layer alone) and its
+achieved GFLOP/s as a share of the matmul peak measured in the same run; then what lies outside the layers (loss,
+optimizer, batch, autograd's own work) and the whole step without hooks.
+
+Part 2, `variants`: candidate steps timed side by side in one run, in rounds whose order rotates (the machine is
+shared and noisy: compare the ratios, not the seconds): each is ms per step, images/s, GFLOP/s, share of the peak,
+and its speed (images/s) against the current step's in the same round, the median over the rounds.
+
+    python benchmarks/step_profile.py [layers|variants|all] [--steps 30] [--rounds 6] [--variants NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import vae_utils as vu
+from vae_utils.repro import autocast, resolve_precision
+from vae_utils.subpixel import has_subpixel_form, unshuffled_conv
+
+from train_speed import matmul_peak_gflops
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Batches:
+    """Real training batches, as `vu.train` makes them: a permutation, a gather, a float copy in channels_last."""
+
+    def __init__(self, batch_size: int, device: torch.device, binarize: bool = False) -> None:
+        data = vu.load_dataset("fashion-mnist", "train")
+        self.images, self.size, self.device, self.binarize = data.images.to(device), batch_size, device, binarize
+        self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).to(device)
+        self.first = 0
+
+    def next(self) -> torch.Tensor:
+        if self.first + self.size > len(self.order):
+            self.first = 0
+        rows = self.order[self.first:self.first + self.size]
+        self.first += self.size
+        x = self.images.index_select(0, rows).float().div_(255).contiguous(memory_format=torch.channels_last)
+        return torch.bernoulli(x) if self.binarize else x
+
+
+def step_flops(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str) -> int:
+    """FLOPs of one training step, forward and backward (torch.utils.flop_counter)."""
+    with FlopCounterMode(display=False) as counter:
+        with autocast(device, precision):
+            terms = model.loss(x, check_range=False)
+        terms.total.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+# --- part 1: layer by layer -------------------------------------------------------------------------------------
+
+class LayerClock:
+    """Forward and backward seconds of every leaf module, from hooks around its own work.
+
+    A module's backward ends when the gradient of its input is ready; for the first layer, whose input needs no
+    gradient, when the last of its parameters' gradients has been accumulated."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.device, self.seconds, self.inputs, self.started = device, defaultdict(float), {}, {}
+        self.leaves = {name: m for name, m in model.named_modules() if not list(m.children())
+                       and not isinstance(m, nn.Flatten)}
+        self.handles, self.waiting, self.accumulated = [], set(), defaultdict(int)
+        for name, m in self.leaves.items():
+            self.handles += [m.register_forward_pre_hook(partial(self._start, name, "forward")),
+                             m.register_forward_hook(partial(self._stop_forward, name)),
+                             m.register_full_backward_pre_hook(partial(self._start, name, "backward")),
+                             m.register_full_backward_hook(partial(self._stop_backward, name))]
+            self.handles += [p.register_post_accumulate_grad_hook(partial(self._accumulated, name))
+                             for p in m.parameters()]
+
+    def _start(self, name: str, phase: str, module: nn.Module, args) -> None:
+        _sync(self.device)
+        self.started[name, phase] = time.perf_counter()
+
+    def _stop_forward(self, name: str, module: nn.Module, args, output) -> None:
+        _sync(self.device)
+        self.seconds[name, "forward"] += time.perf_counter() - self.started.pop((name, "forward"))
+        self.inputs.setdefault(name, (args[0].shape, args[0].dtype, args[0].requires_grad,
+                                      args[0].is_contiguous(memory_format=torch.channels_last)))
+
+    def _stop_backward(self, name: str, module: nn.Module, grad_input, grad_output) -> None:
+        if all(g is None for g in grad_input):  # no input gradient: wait for the parameters' gradients
+            self.waiting.add(name)
+            return
+        _sync(self.device)
+        self.seconds[name, "backward"] += time.perf_counter() - self.started.pop((name, "backward"))
+
+    def _accumulated(self, name: str, parameter: nn.Parameter) -> None:
+        self.accumulated[name] += 1
+        if name in self.waiting and self.accumulated[name] == len(list(self.leaves[name].parameters())):
+            self.waiting.discard(name)
+            self.accumulated[name] = 0
+            _sync(self.device)
+            self.seconds[name, "backward"] += time.perf_counter() - self.started.pop((name, "backward"))
+        elif name not in self.waiting and self.accumulated[name] >= len(list(self.leaves[name].parameters())):
+            self.accumulated[name] = 0
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def layer_flops(module: nn.Module, shape, requires_grad: bool, channels_last: bool,
+                device: torch.device) -> tuple[int, int]:
+    """(forward, backward) FLOPs of one module on an input like the step's, counted on the module alone (in fp32:
+    the count does not depend on the precision)."""
+    x = torch.randn(shape, device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(requires_grad)
+    with FlopCounterMode(display=False) as forward:
+        y = module(x)
+    with FlopCounterMode(display=False) as backward:
+        y.backward(torch.ones_like(y))
+    module.zero_grad(set_to_none=True)
+    return forward.get_total_flops(), backward.get_total_flops()
+
+
+def profile_layers(config: vu.TrainConfig, device: torch.device, steps: int, peak: float) -> None:
+    """Print the per-layer table of the default step, and the step's time outside the layers."""
+    precision = resolve_precision(config.precision, device)
+    batches = Batches(config.batch_size, device, config.binarize)
+    vu.set_seed(0)
+    model = vu.VAE(config.model).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    parts = defaultdict(float)
+
+    def step(clock: bool) -> None:
+        _sync(device)
+        t0 = time.perf_counter()
+        x = batches.next()
+        _sync(device)
+        t1 = time.perf_counter()
+        with autocast(device, precision):
+            terms = model.loss(x, check_range=False)
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        _sync(device)
+        t2 = time.perf_counter()
+        optimizer.step()
+        _sync(device)
+        t3 = time.perf_counter()
+        if clock:
+            parts["batch"] += t1 - t0
+            parts["forward+backward"] += t2 - t1
+            parts["optimizer"] += t3 - t2
+
+    for _ in range(5):
+        step(False)
+    clock = LayerClock(model, device)
+    for _ in range(steps):
+        step(True)
+    clock.remove()
+    for _ in range(3):
+        step(False)
+    plain = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        step(False)
+        _sync(device)
+        plain.append(time.perf_counter() - start)
+
+    print(f"\ndefault step: {vu.repro.describe_cpu() if device.type == 'cpu' else torch.cuda.get_device_name(device)}"
+          f", {precision}, batch {config.batch_size}, {steps} steps, per step (ms); peak = the {precision} matmul "
+          f"peak, {peak:.0f} GFLOP/s")
+    print(f"{'layer':28}{'input':>18}{'fwd ms':>8}{'bwd ms':>8}{'fwd MFLOP':>11}{'bwd MFLOP':>11}{'fwd GF/s':>10}"
+          f"{'bwd GF/s':>10}{'% peak':>8}")
+    total_ms = total_flops = 0.0
+    for name, module in clock.leaves.items():
+        if name not in clock.inputs:
+            continue
+        shape, _, grad, cl = clock.inputs[name]
+        fwd_f, bwd_f = layer_flops(module, shape, grad, cl, device)
+        fwd_s, bwd_s = clock.seconds[name, "forward"] / steps, clock.seconds[name, "backward"] / steps
+        total_ms, total_flops = total_ms + (fwd_s + bwd_s) * 1e3, total_flops + fwd_f + bwd_f
+        rate = lambda flops, s: flops / s / 1e9 if s > 0 else 0.0  # noqa: E731
+        share = rate(fwd_f + bwd_f, fwd_s + bwd_s) / peak
+        print(f"{name + ' ' + type(module).__name__:28}{'x'.join(map(str, shape[1:])):>18}{fwd_s * 1e3:8.2f}"
+              f"{bwd_s * 1e3:8.2f}{fwd_f / 1e6:11.1f}{bwd_f / 1e6:11.1f}{rate(fwd_f, fwd_s):10.1f}"
+              f"{rate(bwd_f, bwd_s):10.1f}{share:8.1%}")
+    step_ms = statistics.median(plain) * 1e3
+    flops = step_flops(model, batches.next(), device, precision)
+    hooked = {k: v / steps * 1e3 for k, v in parts.items()}
+    print(f"{'all layers (hooked)':28}{'':18}{total_ms:16.2f}{total_flops / 1e6:22.1f}"
+          f"{total_flops / total_ms / 1e6:20.1f}{total_flops / total_ms / 1e6 / peak:8.1%}")
+    print(f"outside the layers (hooked step): batch {hooked['batch']:.2f} ms, loss + autograd + hooks "
+          f"{hooked['forward+backward'] - total_ms:.2f} ms, optimizer (fused Adam) {hooked['optimizer']:.2f} ms")
+    print(f"whole step without hooks: {step_ms:.2f} ms (median of {steps}), {flops / 1e9:.2f} GFLOP, "
+          f"{flops / step_ms / 1e6:.1f} GFLOP/s = {flops / step_ms / 1e6 / peak:.1%} of the peak; "
+          f"{config.batch_size / step_ms * 1e3:.0f} images/s")
+
+
+# --- part 2: variants side by side ------------------------------------------------------------------------------
+
+def _adam(model: nn.Module, lr: float, kind: str) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if kind == "fused" else {"foreach": True}))
+
+
+class SubpixelDecoder(nn.Module):
+    """The decoder with every transposed convolution run as a 3x3 convolution to 4x the channels and a
+    pixel_shuffle (vae_utils.subpixel's gather from the layer's own weights: the same function, the same
+    parameters, gradients to them); 2.25x the multiply-adds, no scatter, no single-channel output."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.inner = decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        d = self.inner
+        h = d.head(z).view(-1, d.channels, d.side, d.side)
+        for layer in d.deconvs:
+            if has_subpixel_form(layer):
+                weight, bias = unshuffled_conv(layer, 1)
+                h = F.pixel_shuffle(F.conv2d(h, weight, bias, padding=1), 2)
+            else:
+                h = layer(h)
+        return h
+
+
+def subpixel(model: nn.Module) -> None:
+    """Train through SubpixelDecoder (in place)."""
+    model.decoder = SubpixelDecoder(model.decoder)
+
+
+def subpixel_last(model: nn.Module) -> None:
+    """Only the last transposed convolution (to the image's channels) in sub-pixel form (in place)."""
+    last = model.decoder.deconvs[-1]
+    model.decoder.deconvs[-1] = SubpixelLayer(last)
+
+
+class SubpixelLayer(nn.Module):
+    """One ConvTranspose2d(4, 2, 1) as a 3x3 convolution to 4x its channels and a pixel_shuffle, same parameters."""
+
+    def __init__(self, layer: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = unshuffled_conv(self.layer, 1)
+        return F.pixel_shuffle(F.conv2d(h, weight, bias, padding=1), 2)
+
+
+class SpaceToDepthConv(nn.Module):
+    """A Conv2d(kernel 4, stride 2, padding 1) run as pad 1, pixel_unshuffle(2) and a 2x2 stride-1 convolution on 4x
+    the channels: the same multiply-adds, the same parameters (rearranged on the fly, gradients to them), no stride."""
+
+    def __init__(self, layer: nn.Conv2d) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.layer.weight  # (O, C, 4, 4) -> taps (2 dy + sy, 2 dx + sx) -> (O, C * 4 [c, sy, sx], 2 [dy], 2 [dx])
+        o, c = w.shape[:2]
+        w = w.view(o, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, 2, 2)
+        return F.conv2d(F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2), w, self.layer.bias)
+
+
+class Contiguous(nn.Module):
+    """x in the default (NCHW) memory format."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous()
+
+
+class ChannelsLast(nn.Module):
+    """x in the channels_last memory format."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def nchw_before_flatten(model: nn.Module) -> None:
+    """Copy the encoder's last conv output to NCHW before its activation, so that the activation, the flatten and
+    their gradients meet one memory format (in place; the same numbers)."""
+    convs = model.encoder.convs
+    last = max(i for i, layer in enumerate(convs) if isinstance(layer, nn.Conv2d))
+    convs.insert(last + 1, Contiguous())
+
+
+def channels_last_decoder(model: nn.Module) -> None:
+    """Give the decoder's first transposed convolution its input in channels_last, as its weights are (in place)."""
+    model.decoder.deconvs.insert(0, ChannelsLast())
+
+
+def space_to_depth(model: nn.Module) -> None:
+    """Every stride-2 encoder convolution through SpaceToDepthConv (in place)."""
+    convs = model.encoder.convs
+    for i, layer in enumerate(convs):
+        if isinstance(layer, nn.Conv2d) and layer.kernel_size == (4, 4) and layer.stride == (2, 2):
+            convs[i] = SpaceToDepthConv(layer)
+
+
+def make_step(config: vu.TrainConfig, device: torch.device, *, precision: str = "auto", channels_last: bool = True,
+              adam: str = "fused", compiled: bool = False, batch_size: int = 0,
+              transform: Callable[[nn.Module], None] | None = None) -> tuple[Callable[[], None], int, int]:
+    """A training step with the given changes from the default: (step(), FLOPs per step, images per step)."""
+    precision = resolve_precision(config.precision if precision == "auto" else precision, device)
+    batch = batch_size or config.batch_size
+    batches = Batches(batch, device, config.binarize)
+    vu.set_seed(0)
+    model = vu.VAE(config.model).to(device).train()
+    if transform is not None:
+        transform(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = _adam(model, config.lr, adam)
+    flops = step_flops(model, batches.next(), device, precision)
+
+    def forward_backward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            terms = model.loss(x, check_range=False)
+        terms.total.backward()
+        return terms.total.detach()
+
+    run = torch.compile(forward_backward) if compiled else forward_backward
+
+    def step() -> None:
+        x = batches.next()
+        if not channels_last:
+            x = x.contiguous()
+        optimizer.zero_grad(set_to_none=True)
+        loss = run(x)
+        optimizer.step()
+        bool(torch.isfinite(loss))  # the training loop's one host sync per step
+
+    return step, flops, batch
+
+
+VARIANTS: dict[str, dict] = {
+    "current": {},
+    "fp32": {"precision": "fp32"},
+    "contiguous (no channels_last)": {"channels_last": False},
+    "foreach Adam": {"adam": "foreach"},
+    "batch 512": {"batch_size": 512},
+    "batch 1024": {"batch_size": 1024},
+    "torch.compile fwd+bwd": {"compiled": True},
+    "sub-pixel decoder": {"transform": subpixel},
+    "sub-pixel last layer only": {"transform": subpixel_last},
+    "space-to-depth encoder": {"transform": space_to_depth},
+    "NCHW before the flatten": {"transform": nchw_before_flatten},
+    "channels_last decoder input": {"transform": channels_last_decoder},
+}
+
+
+def compare_variants(config: vu.TrainConfig, device: torch.device, names: list[str], steps: int, rounds: int,
+                     peak: float) -> None:
+    """Time each variant's step in rotated rounds; print medians and ratios against the current step."""
+    built = {}
+    for name in names:
+        step, flops, images = make_step(config, device, **VARIANTS[name])
+        start = time.perf_counter()
+        for _ in range(3):  # warm-up (and compilation)
+            step()
+        _sync(device)
+        built[name] = (step, flops, images, time.perf_counter() - start)
+    times = defaultdict(list)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step = built[name][0]
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) / steps)
+            print(f"  round {r + 1}: {name}: {times[name][-1] * 1e3:.2f} ms/step", flush=True)
+    # against the current step of the same round (the machine drifts between rounds), median over the rounds
+    ratio = {} if "current" not in built else {
+        name: statistics.median(c / t * built[name][2] / built["current"][2] for c, t in
+                                zip(times["current"], times[name])) for name in names}
+    print(f"\n{'variant':32}{'ms/step':>9}{'images/s':>10}{'GFLOP/s':>9}{'% peak':>8}{'vs current':>12}"
+          f"{'warm-up s':>11}")
+    for name in names:
+        _, flops, images, warm = built[name]
+        seconds = statistics.median(times[name])
+        print(f"{name:32}{seconds * 1e3:9.2f}{images / seconds:10.0f}{flops / seconds / 1e9:9.1f}"
+              f"{flops / seconds / 1e9 / peak:8.1%}{(f'{ratio[name]:.2f}x' if ratio else '—'):>12}{warm:11.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "all"])
+    parser.add_argument("--steps", type=int, default=30, help="steps per timing")
+    parser.add_argument("--rounds", type=int, default=6, help="rotated rounds of the variants")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+    device = vu.resolve_device("auto")
+    config = vu.TrainConfig()
+    precision = resolve_precision(config.precision, device)
+    peaks = {p: matmul_peak_gflops(dtype, device) for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"torch {torch.__version__}; matmul peak (2048^2): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
+          f"{peaks['bf16']:.0f} GFLOP/s; the step runs in {precision}")
+    if args.part in ("layers", "all"):
+        profile_layers(config, device, args.steps, peaks[precision])
+    if args.part in ("variants", "all"):
+        compare_variants(config, device, args.variants, args.steps, args.rounds, peaks[precision])
+
+
+if __name__ == "__main__":
+    main()
