@@ -302,6 +302,14 @@ def channels_last_decoder(model: nn.Module) -> None:
     model.decoder.deconvs.insert(0, ChannelsLast())
 
 
+def layout_fixes(model: nn.Module) -> None:
+    """The three exact changes that each helped: NCHW before the flatten, channels_last into the decoder's first
+    transposed convolution, the last layer in sub-pixel form (in place)."""
+    nchw_before_flatten(model)
+    channels_last_decoder(model)
+    subpixel_last(model)
+
+
 def space_to_depth(model: nn.Module) -> None:
     """Every stride-2 encoder convolution through SpaceToDepthConv (in place)."""
     convs = model.encoder.convs
@@ -359,6 +367,8 @@ VARIANTS: dict[str, dict] = {
     "space-to-depth encoder": {"transform": space_to_depth},
     "NCHW before the flatten": {"transform": nchw_before_flatten},
     "channels_last decoder input": {"transform": channels_last_decoder},
+    "the three layout changes": {"transform": layout_fixes},
+    "the three + torch.compile": {"transform": layout_fixes, "compiled": True},
 }
 
 
