@@ -6,11 +6,12 @@ forward and backward, beside each layer's FLOPs (torch.utils.flop_counter, count
 achieved GFLOP/s as a share of the matmul peak measured in the same run; then what lies outside the layers (loss,
 optimizer, batch, autograd's own work) and the whole step without hooks.
 
-Part 2, `variants`: candidate steps timed side by side in one run, in rounds whose order rotates (the machine is
-shared and noisy: compare the ratios, not the seconds): each is ms per step, images/s, GFLOP/s, share of the peak,
-and its speed (images/s) against the current step's in the same round, the median over the rounds.
+Part 2, `variants`: candidate steps, each timed against the current step in adjacent A/B pairs whose order
+alternates from round to round (the machine is shared and drifts by 20-30% over minutes: compare the ratios, not
+the seconds): ms per step, images/s, GFLOP/s, share of the peak, and the median and range over the rounds of each
+pair's ratio of images/s.
 
-    python benchmarks/step_profile.py [layers|variants|all] [--steps 30] [--rounds 6] [--variants NAME ...]
+    python benchmarks/step_profile.py [layers|variants|all] [--steps 20] [--rounds 8] [--variants NAME ...]
 """
 from __future__ import annotations
 
@@ -372,9 +373,22 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def _timed(step: Callable[[], None], steps: int, device: torch.device) -> float:
+    """Seconds per step over `steps` steps."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
 def compare_variants(config: vu.TrainConfig, device: torch.device, names: list[str], steps: int, rounds: int,
                      peak: float) -> None:
-    """Time each variant's step in rotated rounds; print medians and ratios against the current step."""
+    """Time each variant against the current step in adjacent A/B pairs (the order alternating from round to
+    round, the variants rotating), so that each ratio compares two blocks of steps a second apart: the machine
+    drifts by 20-30% over minutes. Prints medians, and the median over the rounds of each pair's ratio."""
+    names = ["current", *(name for name in names if name != "current")]
     built = {}
     for name in names:
         step, flops, images = make_step(config, device, **VARIANTS[name])
@@ -383,35 +397,32 @@ def compare_variants(config: vu.TrainConfig, device: torch.device, names: list[s
             step()
         _sync(device)
         built[name] = (step, flops, images, time.perf_counter() - start)
-    times = defaultdict(list)
+    times, ratios = defaultdict(list), defaultdict(list)
+    others = names[1:]
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            step = built[name][0]
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            _sync(device)
-            times[name].append((time.perf_counter() - start) / steps)
-            print(f"  round {r + 1}: {name}: {times[name][-1] * 1e3:.2f} ms/step", flush=True)
-    # against the current step of the same round (the machine drifts between rounds), median over the rounds
-    ratio = {} if "current" not in built else {
-        name: statistics.median(c / t * built[name][2] / built["current"][2] for c, t in
-                                zip(times["current"], times[name])) for name in names}
+        for name in others[r % len(others):] + others[:r % len(others)]:
+            pair = ("current", name) if r % 2 == 0 else (name, "current")
+            seconds = {n: _timed(built[n][0], steps, device) for n in pair}
+            for n, t in seconds.items():
+                times[n].append(t)
+            ratios[name].append(seconds["current"] / seconds[name] * built[name][2] / built["current"][2])
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {ratios[n][-1]:.2f}x" for n in others), flush=True)
     print(f"\n{'variant':32}{'ms/step':>9}{'images/s':>10}{'GFLOP/s':>9}{'% peak':>8}{'vs current':>12}"
-          f"{'warm-up s':>11}")
+          f"{'range':>13}{'warm-up s':>11}")
     for name in names:
         _, flops, images, warm = built[name]
         seconds = statistics.median(times[name])
+        vs = statistics.median(ratios[name]) if name != "current" else 1.0
+        spread = (f"{min(ratios[name]):.2f}-{max(ratios[name]):.2f}" if name != "current" else "")
         print(f"{name:32}{seconds * 1e3:9.2f}{images / seconds:10.0f}{flops / seconds / 1e9:9.1f}"
-              f"{flops / seconds / 1e9 / peak:8.1%}{(f'{ratio[name]:.2f}x' if ratio else '—'):>12}{warm:11.1f}")
+              f"{flops / seconds / 1e9 / peak:8.1%}{vs:11.2f}x{spread:>13}{warm:11.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "all"])
-    parser.add_argument("--steps", type=int, default=30, help="steps per timing")
-    parser.add_argument("--rounds", type=int, default=6, help="rotated rounds of the variants")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timing")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of A/B pairs (current, variant)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     device = vu.resolve_device("auto")
