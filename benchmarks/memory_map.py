@@ -65,13 +65,10 @@ def worker(args: argparse.Namespace) -> None:
 
     threading.Thread(target=sample, daemon=True).start()
     start = time.perf_counter()
-    if args.fit_images:  # the set that fits: its first images, copied out of the map into memory
-        data = vu.load_dataset("folder", "train", root=args.folder, image_size=SIDE, channels=3, memory_map=True,
-                               test_fraction=0.01)
+    data = vu.load_dataset("folder", "train", root=args.folder, image_size=SIDE, channels=3,
+                           memory_map=bool(args.fit_images) or args.mapped == "yes", test_fraction=0.01)
+    if args.fit_images:  # the set that fits: its first images, copied out of the map into memory (take by index)
         data = data.take(torch.arange(min(args.fit_images, len(data))))
-    else:
-        data = vu.load_dataset("folder", "train", root=args.folder, image_size=SIDE, channels=3,
-                               memory_map=args.mapped == "yes", test_fraction=0.01)
     load_s = time.perf_counter() - start
     # the preset's networks with a Bernoulli likelihood at lr 1e-3: its discretized logistic diverges within 50
     # steps on these smooth blobs at lr 2e-3 and 1e-3 (its settings were chosen on photographs)

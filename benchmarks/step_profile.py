@@ -31,7 +31,7 @@ import vae_utils as vu
 from vae_utils.repro import autocast, resolve_precision
 from vae_utils.subpixel import has_subpixel_form, unshuffled_conv
 
-from train_speed import matmul_peak_gflops
+from train_speed import _step_flops as step_flops, matmul_peak_gflops
 
 
 def _sync(device: torch.device) -> None:
@@ -40,31 +40,22 @@ def _sync(device: torch.device) -> None:
 
 
 class Batches:
-    """Real training batches, as `vu.train` makes them: a permutation, a gather, a float copy in channels_last."""
+    """Real training batches, as `vu.train` makes them (`iterate_batches` over a fixed permutation, channels_last),
+    an epoch after another."""
 
     def __init__(self, batch_size: int, device: torch.device, binarize: bool = False) -> None:
-        data = vu.load_dataset("fashion-mnist", "train")
-        self.images, self.size, self.device, self.binarize = data.images.to(device), batch_size, device, binarize
-        self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).to(device)
-        self.first = 0
+        self.data, self.size, self.device, self.binarize = vu.load_dataset("fashion-mnist", "train"), batch_size, \
+            device, binarize
+        self.order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))
+        self.epoch = iter(())
 
     def next(self) -> torch.Tensor:
-        if self.first + self.size > len(self.order):
-            self.first = 0
-        rows = self.order[self.first:self.first + self.size]
-        self.first += self.size
-        x = self.images.index_select(0, rows).float().div_(255).contiguous(memory_format=torch.channels_last)
+        x = next(self.epoch, None)
+        if x is None or len(x) < self.size:  # a new epoch; the short last batch is left out (FLOPs are per batch)
+            self.epoch = vu.data.iterate_batches(self.data, self.size, self.device, self.order)
+            x = next(self.epoch)
+        x = x.contiguous(memory_format=torch.channels_last)
         return torch.bernoulli(x) if self.binarize else x
-
-
-def step_flops(model: nn.Module, x: torch.Tensor, device: torch.device, precision: str) -> int:
-    """FLOPs of one training step, forward and backward (torch.utils.flop_counter)."""
-    with FlopCounterMode(display=False) as counter:
-        with autocast(device, precision):
-            terms = model.loss(x, check_range=False)
-        terms.total.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
 
 
 # --- part 1: layer by layer -------------------------------------------------------------------------------------
@@ -200,7 +191,7 @@ def profile_layers(config: vu.TrainConfig, device: torch.device, steps: int, pea
               f"{bwd_s * 1e3:8.2f}{fwd_f / 1e6:11.1f}{bwd_f / 1e6:11.1f}{rate(fwd_f, fwd_s):10.1f}"
               f"{rate(bwd_f, bwd_s):10.1f}{share:8.1%}")
     step_ms = statistics.median(plain) * 1e3
-    flops = step_flops(model, batches.next(), device, precision)
+    flops = step_flops(model, batches.next(), precision, device)
     hooked = {k: v / steps * 1e3 for k, v in parts.items()}
     print(f"{'all layers (hooked)':28}{'':18}{total_ms:16.2f}{total_flops / 1e6:22.1f}"
           f"{total_flops / total_ms / 1e6:20.1f}{total_flops / total_ms / 1e6 / peak:8.1%}")
@@ -333,7 +324,7 @@ def make_step(config: vu.TrainConfig, device: torch.device, *, precision: str = 
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = _adam(model, config.lr, adam)
-    flops = step_flops(model, batches.next(), device, precision)
+    flops = step_flops(model, batches.next(), precision, device)
 
     def forward_backward(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):

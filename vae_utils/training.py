@@ -431,18 +431,21 @@ def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> 
     run.model.train()
 
 
-def ema_decay_at(decay: float, updates: int) -> float:
+def ema_decay_at(decay: float, updates: Union[int, Tensor]) -> Union[float, Tensor]:
     """The moving average's decay after `updates` updates: min(decay, (1 + n) / (10 + n)), the warm-up of
     TensorFlow's ExponentialMovingAverage, so that a short run's average is not dominated by its first weights (a
-    fixed 0.999 still gives its initial weights 10% after 2,300 steps)."""
-    return min(decay, (1 + updates) / (10 + updates))
+    fixed 0.999 still gives its initial weights 10% after 2,300 steps). A tensor count gives a tensor."""
+    warm = (1 + updates) / (10 + updates)
+    return torch.clamp(warm, max=decay) if isinstance(warm, Tensor) else min(decay, warm)
 
 
 def ema_update(decay: float) -> Callable:
     """AveragedModel's multi_avg_fn for the warmed-up moving average: averaged <- averaged + (1 - d) (current -
-    averaged) over all parameters at once."""
+    averaged) over all parameters at once, with d computed where the count lives (no host sync per step)."""
     def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
-        torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(updates)))
+        step = torch._foreach_sub(current, averaged)
+        torch._foreach_mul_(step, 1 - ema_decay_at(decay, updates))
+        torch._foreach_add_(averaged, step)
     return update
 
 
