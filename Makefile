@@ -9,7 +9,7 @@
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
 #   make benchmark-disentanglement  VAE, beta-VAE and beta-TCVAE on dSprites: MIG (docs/family.md)
 #   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
-#   make benchmark-hierarchical  the hierarchical VAE: beside the default VAE, then binarized with k=5000
+#   make benchmark-hierarchical  the hierarchical VAE: beside the default VAE, then the dense ladder binarized, k=5000
 #                                (docs/hierarchical.md)
 # Set-up picks PyTorch's CPU wheels (about 200 MB) on Linux machines without an NVIDIA driver when their index
 # answers, PyPI's default CUDA build (several GB) otherwise (.ci/torch_index.py); `make setup GPU=1` forces the
@@ -54,7 +54,7 @@ benchmark-reproduce: setup data
 
 benchmark-hierarchical: setup data
 	$(BIN)/python benchmarks/hierarchical.py default
-	$(BIN)/python benchmarks/hierarchical.py binarized --out runs/hvae-binarized
+	$(BIN)/python benchmarks/hierarchical.py binarized --recipe ladder-binarized --out runs/ladder-binarized
 
 setup: $(VENV)/.installed
 

@@ -16,6 +16,7 @@ from .config import Config, TrainConfig
 from .losses import LossTerms, kl_divergence, reconstruction_loss, vae_loss
 from .models.classifier import ClassifierConfig, FeatureClassifier
 from .models.hvae import HVAE, HVAEConfig
+from .models.ladder import LadderConfig, LadderVAE
 from .models.prior import CodePrior, PriorConfig
 from .models.vae import VAE, VAEConfig, VAEOutput
 from .models.vqvae import VQVAE, VQVAEConfig
@@ -62,7 +63,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "register_model", "model_class", "registered_models", "UnknownModelError", "Config",
     "ImportanceWeighted", "GaussianLatent", "Sampler", "DiscreteCodes", "LearnedPrior", "Hierarchical", "offers",
-    "HVAE", "HVAEConfig", "group_kl", "UpdatesSkippedError",
+    "HVAE", "HVAEConfig", "LadderVAE", "LadderConfig", "group_kl", "UpdatesSkippedError",
     "VAE", "VAEConfig", "VAEOutput", "TrainConfig", "ClassifierConfig",
     "VQVAE", "VQVAEConfig", "CodePrior", "PriorConfig", "codebook_usage", "code_counts", "perplexity",
     "plot_code_usage", "sample_quality", "vq_report", "format_vq_report",

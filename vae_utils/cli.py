@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "config.toml, or one under configs/); flags given here override it")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
                    "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
-                   "Evaluation); 'hvae-binarized' the hierarchical VAE's (docs/hierarchical.md)")
+                   "Evaluation); 'hvae-binarized' and 'ladder-binarized' the hierarchical VAEs' (docs/hierarchical.md)")
     t.add_argument("--dataset", help=f"one of {DATASET_NAMES} (default fashion-mnist; case, '_' and '-' are "
                    "not told apart: fashion_mnist and FashionMNIST work too); each has a preset model")
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "

@@ -119,7 +119,7 @@ def preset_configs() -> dict[str, TrainConfig]:
     configs = {name: TrainConfig.for_dataset(name) for name in PRESETS}
     configs.update({f"recipe-{name}": TrainConfig.recipe(name) for name in RECIPES})
     configs.update({f"{kind}-fashion-mnist": TrainConfig.for_dataset("fashion-mnist", model_kind=kind)
-                    for kind in ("iwae", "vamp", "btcvae", "cvae", "hvae", "vqvae")})
+                    for kind in ("iwae", "vamp", "btcvae", "cvae", "hvae", "ladder", "vqvae")})
     return configs
 
 

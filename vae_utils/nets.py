@@ -26,6 +26,17 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class DenseResBlock(nn.Module):
+    """x + linear(SiLU(linear(SiLU(x)))): ResBlock's form for vectors (the ladder's top-down cells)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 class GatedDense(nn.Module):
     """(W x + b) * sigmoid(V x + c): the gated dense layer of the VampPrior's and Exemplar VAE's MLPs (after
     Dauphin et al., 2017)."""

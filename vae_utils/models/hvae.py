@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -25,9 +26,10 @@ from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, Tr
 from ..importance import LOG_2PI, log_px_of_samples
 from ..losses import (LIKELIHOODS, check_unit_range, decoder_channels, kl_warmup_factor, mean_image,
                       reconstruction_loss)
-from ..nets import ResBlock, check_images, feature_sizes
+from ..nets import DenseResBlock, ResBlock, check_images, feature_sizes
 from ..registry import register_model
 from ..repro import autocast
+from ..subpixel import UnshuffledDecoder
 
 LOGVAR_BOUND = 10.0  # log-variances are soft-clamped to (-10, 10) (NVAE's soft clamp of its log-scales)
 
@@ -135,15 +137,21 @@ def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 class GroupBlock(nn.Module):
     """One latent group on the top-down path (VDVAE's top-down block): the prior from the state h, the posterior
-    from h and the bottom-up features, the sample added back to h through a 1x1 convolution, residual cells."""
+    from h and the bottom-up features, the sample added back to h through a 1x1 convolution, residual cells.
 
-    def __init__(self, width: int, z_channels: int, cells: int, out_scale: float) -> None:
+    With dense=True the state, features and group are vectors and every layer is a linear one (the ladder's
+    groups, models/ladder.py); features_width is the bottom-up features' size (the state's width by default).
+    """
+
+    def __init__(self, width: int, z_channels: int, cells: int, out_scale: float, dense: bool = False,
+                 features_width: Optional[int] = None) -> None:
         super().__init__()
         self.z_channels = z_channels
-        self.prior = nn.Sequential(nn.SiLU(), nn.Conv2d(width, 2 * z_channels + width, 3, 1, 1))
-        self.posterior = nn.Sequential(nn.SiLU(), nn.Conv2d(2 * width, 2 * z_channels, 3, 1, 1))
-        self.z_proj = nn.Conv2d(z_channels, width, 1)
-        self.cells = nn.Sequential(*(ResBlock(width) for _ in range(cells)))
+        layer = nn.Linear if dense else partial(nn.Conv2d, kernel_size=3, padding=1)
+        self.prior = nn.Sequential(nn.SiLU(), layer(width, 2 * z_channels + width))
+        self.posterior = nn.Sequential(nn.SiLU(), layer(width + (features_width or width), 2 * z_channels))
+        self.z_proj = nn.Linear(z_channels, width) if dense else nn.Conv2d(z_channels, width, 1)
+        self.cells = nn.Sequential(*((DenseResBlock if dense else ResBlock)(width) for _ in range(cells)))
         with torch.no_grad():  # start as p = N(0, I), q close to p, and small residual updates (VDVAE's init)
             self.prior[1].weight.zero_()
             self.prior[1].bias.zero_()
@@ -264,6 +272,12 @@ class HVAE(nn.Module):
                   ) -> tuple[Tensor, list[Group]]:
         """Walk the groups top-down: the first posterior_groups from the posterior (features given), the rest
         from the prior at their temperatures; return the likelihood's parameters and every group."""
+        h, groups = self._walk(features, n, noise, temperature, posterior_groups, posterior_mean)
+        return self.out(h), groups
+
+    def _walk(self, features: Optional[list[Tensor]], n: int, noise: list[Tensor], temperature: Sequence[float],
+              posterior_groups: int, posterior_mean: bool = False) -> tuple[Tensor, list[Group]]:
+        """The top-down path of `_top_down` up to its last state (B, width, r, r), before the output layer."""
         h = self.top.expand(n, -1, -1, -1)
         groups: list[Group] = []
         for i, blocks in enumerate(self.levels):
@@ -275,7 +289,11 @@ class HVAE(nn.Module):
                 h, group = block(h, level if g < posterior_groups else None, noise[g].to(h.dtype), temperature[g],
                                  posterior_mean)
                 groups.append(group)
-        return self.out(h), groups
+        return h, groups
+
+    def _iwae_output(self) -> UnshuffledDecoder:
+        """The output layer as the IWAE evaluation runs it (a family with a sub-pixel form returns that)."""
+        return UnshuffledDecoder(self.out, 1)
 
     def _temperatures(self, temperature: Union[float, Sequence[float]]) -> list[float]:
         """One temperature per group from a number or a sequence; ValueError for a negative, NaN or inf one."""
@@ -342,6 +360,8 @@ class HVAE(nn.Module):
         with autocast(x.device, precision):
             features = self.bottom_up(x)
         out = torch.empty(B, k, device=x.device)
+        net = self._iwae_output()
+        target = F.pixel_unshuffle(x, net.factor).float()  # the output layer's layout
         chunk = _chunk(B, k, chunk_images)
         for first in range(0, k, chunk):
             n = min(chunk, k - first)
@@ -349,10 +369,11 @@ class HVAE(nn.Module):
                      for shape in self.group_shapes]  # (B*n, ...): sample j of image b is row b*n + j
             repeated = [f.repeat_interleave(n, dim=0) for f in features]
             with autocast(x.device, precision):
-                logits, groups = self._top_down(repeated, B * n, noise, [1.0] * self.n_groups, self.n_groups)
+                h, groups = self._walk(repeated, B * n, noise, [1.0] * self.n_groups, self.n_groups)
+                logits = net.logits(h)
             log_ratio = sum(gaussian_log_prob(g.z, g.p_mu, g.p_logvar) - gaussian_log_prob(g.z, g.q_mu, g.q_logvar)
                             for g in groups)  # (B*n,)
-            out[:, first:first + n] = (log_px_of_samples(logits, x.float(), n, c.likelihood, c.gaussian_std)
+            out[:, first:first + n] = (log_px_of_samples(logits, target, n, c.likelihood, c.gaussian_std)
                                        + log_ratio.view(B, n))
         return out
 
