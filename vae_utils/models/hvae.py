@@ -211,11 +211,7 @@ class HVAE(nn.Module):
 
     def __init__(self, config: Optional[HVAEConfig] = None, **overrides) -> None:
         super().__init__()
-        if config is None:
-            config = self.config_class(**overrides)
-        elif overrides:
-            config = self.config_class(**{**config.to_dict(), **overrides})
-        self.config = c = config
+        self.config = c = self._resolve_config(config, overrides)
         sizes = c.resolutions
         n_groups = sum(c.groups)
         out_scale = 1 / math.sqrt(n_groups * max(1, c.cells))
@@ -228,6 +224,13 @@ class HVAE(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), nn.ConvTranspose2d(c.widths[-1], out_channels, 4, 2, 1,
                                                                output_padding=c.image_size - 2 * sizes[-1]))
         self.group_shapes = [(c.z_channels, r, r) for r, g in zip(sizes, c.groups) for _ in range(g)]
+
+    @classmethod
+    def _resolve_config(cls, config: Optional[Config], overrides: dict) -> Config:
+        """The family's config from a config and/or field overrides (overrides win)."""
+        if config is None:
+            return cls.config_class(**overrides)
+        return cls.config_class(**{**config.to_dict(), **overrides}) if overrides else config
 
     @property
     def n_groups(self) -> int:

@@ -112,12 +112,8 @@ class LadderVAE(HVAE):
     config_class = LadderConfig
 
     def __init__(self, config: Optional[LadderConfig] = None, **overrides) -> None:
-        nn.Module.__init__(self)
-        if config is None:
-            config = self.config_class(**overrides)
-        elif overrides:
-            config = self.config_class(**{**config.to_dict(), **overrides})
-        self.config = c = config
+        nn.Module.__init__(self)  # HVAE's own blocks are not built: the ladder brings its own
+        self.config = c = self._resolve_config(config, overrides)
         out_scale = 1 / math.sqrt(len(c.latent_dims) * max(1, c.cells))
         self.bottom_up = BottomUp(c)
         self.top = nn.Parameter(torch.zeros(1, c.width))  # the learned start of the path
