@@ -24,7 +24,8 @@ def test_bad_model_config_is_a_value_error(field, value, allowed):
 
 @pytest.mark.parametrize("field, value", [
     ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("beta", -1.0),
-    ("precision", "fp8"), ("subset", 0), ("seed", -1),
+    ("precision", "fp8"), ("subset", 0), ("seed", -1), ("weight_decay", -0.1), ("weight_decay", 1.0),
+    ("weight_decay", float("nan")),
 ])
 def test_bad_train_config_is_a_value_error(field, value):
     with pytest.raises(ValueError, match=rf"{field}="):

@@ -44,6 +44,21 @@ def test_configs_that_cannot_be_built_are_refused_in_one_line():
         vu.LadderConfig(channels=(4,) * 5)
     with pytest.raises(ValueError, match="free_bits"):
         vu.LadderConfig(free_bits=float("nan"))
+    with pytest.raises(ValueError, match=r"dropout=1\.0 is not allowed.*\[0, 1\)"):
+        vu.LadderConfig(dropout=1.0)
+
+
+def test_dropout_acts_in_training_only_and_keeps_the_weights_names():
+    plain, dropped = _model(), _model(vu.LadderConfig(**{**TINY.to_dict(), "dropout": 0.5}))
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # older checkpoints load into either
+    dropped.load_state_dict(plain.state_dict())
+    x = _images(8)
+
+    def loss(model):
+        return model.loss(x, generator=torch.Generator().manual_seed(1)).total
+    with torch.no_grad():
+        assert torch.equal(loss(plain.eval()), loss(dropped.eval()))  # evaluation, IWAE and sampling: no dropout
+        assert not torch.equal(loss(plain.train()), loss(dropped.train()))
 
 
 def test_each_group_kl_is_torch_distributions_kl_and_the_loss_is_recon_plus_their_sum():

@@ -46,11 +46,13 @@ def test_a_run_stopped_mid_epoch_and_resumed_is_bit_identical(tmp_path, precisio
     assert _losses(h_straight) == _losses(h_resumed)
 
 
-def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path):
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])  # Adam, and AdamW
+def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path, weight_decay):
     # with a constant lr; a 1cycle schedule depends on the total, so extending a finished run bends its curve
-    straight, h_straight = _run(tmp_path, "straight", 2, lr_schedule="constant")
-    _run(tmp_path, "split", 1, lr_schedule="constant")
-    resumed, h_resumed = _run(tmp_path, "split", 2, resume=tmp_path / "split" / "last.pt", lr_schedule="constant")
+    settings = dict(lr_schedule="constant", weight_decay=weight_decay)
+    straight, h_straight = _run(tmp_path, "straight", 2, **settings)
+    _run(tmp_path, "split", 1, **settings)
+    resumed, h_resumed = _run(tmp_path, "split", 2, resume=tmp_path / "split" / "last.pt", **settings)
     _same(straight, resumed)
     assert _losses(h_straight) == _losses(h_resumed)
 

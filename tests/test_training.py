@@ -53,6 +53,21 @@ def test_history_records_train_and_test_terms_per_epoch():
         assert h["test_neg_elbo"] == pytest.approx(h["test_recon"] + h["test_kl"])
 
 
+def test_weight_decay_trains_with_adamw_and_pulls_the_weights_towards_zero():
+    model = vu.VAE(SMALL)
+    assert type(vu.training.make_optimizer(model, 1e-3)) is torch.optim.Adam  # 0: plain Adam, as before
+    adamw = vu.training.make_optimizer(model, 1e-3, 0.1)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.1
+
+    def weight_norm(weight_decay):
+        vu.set_seed(0)
+        model = vu.VAE(SMALL)
+        config = vu.TrainConfig(epochs=2, batch_size=16, lr_schedule="constant", weight_decay=weight_decay, model=SMALL)
+        vu.train(model, blob_data(), None, config, progress=False)
+        return torch.cat([p.flatten() for p in model.parameters()]).norm()
+    assert weight_norm(0.5) < weight_norm(0.0)
+
+
 def test_subset_limits_the_training_images():
     model, seen = vu.VAE(SMALL), []
     loss = model.loss

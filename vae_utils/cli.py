@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "running scale, and count them (0: never; hvae: 10)")
     t.add_argument("--ema-decay", type=float, help="evaluate, sample and save a moving average of the weights with "
                    "this decay (0: none; hvae: 0.999)")
+    t.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay, a regulariser for long runs "
+                   "(0: plain Adam, the default)")
     t.add_argument("--binarized", action="store_true", default=None,
                    help="dynamic binarization while training, a test set binarized once (seed 0)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")

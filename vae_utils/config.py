@@ -74,6 +74,8 @@ class TrainConfig(Config):
     # count them (VDVAE's guard against rare huge gradients); 0 = never skip
     ema_decay: float = 0.0  # an exponential moving average of the weights with this decay, used for evaluation,
     # sampling and the checkpoints' model (Polyak averaging, as VDVAE and NVAE); 0 = none
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (Loshchilov & Hutter, 2019), a regulariser against
+    # overfitting in long runs; each step shrinks the weights by lr * weight_decay; 0 = plain Adam
     model: Config = field(default_factory=_default_model)  # the config of any registered family (VAEConfig, ...)
     model_kind: str = ""  # the family's kind, set from `model`; names its config class when `model` is a dict
 
@@ -102,6 +104,9 @@ class TrainConfig(Config):
             check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         check(self.skip_factor == 0 or self.skip_factor > 1, "skip_factor", self.skip_factor,
               "0 (never skip) or a factor > 1 of the running gradient norm")
+        check(is_number(self.weight_decay) and math.isfinite(self.weight_decay) and 0 <= self.weight_decay < 1,
+              "weight_decay", self.weight_decay, "a number in [0, 1): 0 for plain Adam, e.g. 0.05 to shrink the "
+              "weights by lr * 0.05 per step")
         check(is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,
               "a number in [0, 1): 0 for no average, e.g. 0.999 to average over about 1,000 steps")
         if self.subset is not None:

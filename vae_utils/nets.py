@@ -27,14 +27,16 @@ class ResBlock(nn.Module):
 
 
 class DenseResBlock(nn.Module):
-    """x + linear(SiLU(linear(SiLU(x)))): ResBlock's form for vectors (the ladder's top-down cells)."""
+    """x + linear(dropout(SiLU(linear(SiLU(x))))): ResBlock's form for vectors (the ladder's top-down cells), with
+    dropout (off at p=0, and in eval mode) between its two layers, as in wide ResNets."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.drop = nn.Dropout(dropout)  # outside `body`, so that the weights' names stay those of older checkpoints
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+        return x + self.body[3](self.drop(self.body[:3](x)))
 
 
 class GatedDense(nn.Module):

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -203,7 +204,7 @@ def train(
         train_data = train_data.with_images(train_data.images.to(device))
     out_dir = output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
                resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir, _objective(model))
@@ -455,12 +456,14 @@ def _load_ema(ema: AveragedModel, state: dict, updates: int) -> None:
     ema.n_averaged.fill_(int(updates))
 
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel over all parameters where this torch build has it (about 15% faster here)."""
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam (AdamW with weight_decay > 0), fused into one kernel over all parameters where this torch build has it
+    (about 15% faster here)."""
+    make = partial(torch.optim.AdamW, weight_decay=weight_decay) if weight_decay else torch.optim.Adam
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return make(model.parameters(), lr=lr, fused=True)
     except (RuntimeError, TypeError):  # torch < 2.4 has no fused Adam on CPU
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return make(model.parameters(), lr=lr)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):

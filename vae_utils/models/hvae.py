@@ -140,18 +140,19 @@ class GroupBlock(nn.Module):
     from h and the bottom-up features, the sample added back to h through a 1x1 convolution, residual cells.
 
     With dense=True the state, features and group are vectors and every layer is a linear one (the ladder's
-    groups, models/ladder.py); features_width is the bottom-up features' size (the state's width by default).
+    groups, models/ladder.py); features_width is the bottom-up features' size (the state's width by default), and
+    dropout that of the dense cells.
     """
 
     def __init__(self, width: int, z_channels: int, cells: int, out_scale: float, dense: bool = False,
-                 features_width: Optional[int] = None) -> None:
+                 features_width: Optional[int] = None, dropout: float = 0.0) -> None:
         super().__init__()
         self.z_channels = z_channels
         layer = nn.Linear if dense else partial(nn.Conv2d, kernel_size=3, padding=1)
         self.prior = nn.Sequential(nn.SiLU(), layer(width, 2 * z_channels + width))
         self.posterior = nn.Sequential(nn.SiLU(), layer(width + (features_width or width), 2 * z_channels))
         self.z_proj = nn.Linear(z_channels, width) if dense else nn.Conv2d(z_channels, width, 1)
-        self.cells = nn.Sequential(*((DenseResBlock if dense else ResBlock)(width) for _ in range(cells)))
+        self.cells = nn.Sequential(*(DenseResBlock(width, dropout) if dense else ResBlock(width) for _ in range(cells)))
         with torch.no_grad():  # start as p = N(0, I), q close to p, and small residual updates (VDVAE's init)
             self.prior[1].weight.zero_()
             self.prior[1].bias.zero_()

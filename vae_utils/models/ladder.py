@@ -42,6 +42,7 @@ class LadderConfig(Config):
     likelihood: str = "bernoulli"  # p(x|z), one of losses.LIKELIHOODS
     gaussian_std: float = 0.1  # std of the Gaussian likelihood, in pixel units; unused otherwise
     free_bits: float = 0.0  # nats per group below which its batch-mean KL is not penalised in training (0: the ELBO)
+    dropout: float = 0.0  # dropout in training on the top-down path's cells and its last state (0: none)
 
     def __post_init__(self) -> None:
         for name in ("channels", "latent_dims"):
@@ -62,6 +63,7 @@ class LadderConfig(Config):
         check_int(self.cells, "cells", 0, 16)
         check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
         check(is_number(self.gaussian_std) and self.gaussian_std > 0, "gaussian_std", self.gaussian_std, "> 0")
+        check(is_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a probability in [0, 1)")
         check(is_number(self.free_bits) and math.isfinite(self.free_bits) and self.free_bits >= 0, "free_bits",
               self.free_bits, "a finite number >= 0")
 
@@ -117,8 +119,9 @@ class LadderVAE(HVAE):
         out_scale = 1 / math.sqrt(len(c.latent_dims) * max(1, c.cells))
         self.bottom_up = BottomUp(c)
         self.top = nn.Parameter(torch.zeros(1, c.width))  # the learned start of the path
-        self.blocks = nn.ModuleList(GroupBlock(c.width, d, c.cells, out_scale, dense=True, features_width=c.hidden_dim)
-                                    for d in c.latent_dims)
+        self.blocks = nn.ModuleList(GroupBlock(c.width, d, c.cells, out_scale, dense=True, features_width=c.hidden_dim,
+                                               dropout=c.dropout) for d in c.latent_dims)
+        self.drop = nn.Dropout(c.dropout)  # on the last state, before p(x | z): a regulariser of the decoder
         self.out = Decoder(c.decoder_config())
         self.group_shapes = [(d,) for d in c.latent_dims]
 
@@ -135,7 +138,7 @@ class LadderVAE(HVAE):
             h, group = block(h, features[0] if features is not None and g < posterior_groups else None,
                              noise[g].to(h.dtype), temperature[g], posterior_mean)
             groups.append(group)
-        return h, groups
+        return self.drop(h), groups
 
     def _iwae_output(self) -> UnshuffledDecoder:
         """The decoder with its last transposed convolutions in sub-pixel form (the same numbers, faster)."""
