@@ -104,7 +104,7 @@ class TrainConfig(Config):
             check(is_number(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         check(self.skip_factor == 0 or self.skip_factor > 1, "skip_factor", self.skip_factor,
               "0 (never skip) or a factor > 1 of the running gradient norm")
-        check(is_number(self.weight_decay) and math.isfinite(self.weight_decay) and 0 <= self.weight_decay < 1,
+        check(is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
               "weight_decay", self.weight_decay, "a number in [0, 1): 0 for plain Adam, e.g. 0.05 to shrink the "
               "weights by lr * 0.05 per step")
         check(is_number(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", self.ema_decay,

@@ -2,6 +2,8 @@
 input check."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import Tensor, nn
 
@@ -32,11 +34,17 @@ class DenseResBlock(nn.Module):
 
     def __init__(self, width: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        self.drop = nn.Dropout(dropout)  # outside `body`, so that the weights' names stay those of older checkpoints
+        self.body = nn.Sequential(OrderedDict([  # "1" and "3": the weights' names of older checkpoints
+            ("0", nn.SiLU()), ("1", nn.Linear(width, width)), ("2", nn.SiLU()), ("drop", dropout_layer(dropout)),
+            ("3", nn.Linear(width, width))]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body[3](self.drop(self.body[:3](x)))
+        return x + self.body(x)
+
+
+def dropout_layer(p: float) -> nn.Module:
+    """nn.Dropout(p), or nn.Identity() for p=0: no dropout kernel on the training step when there is nothing to drop."""
+    return nn.Dropout(p) if p else nn.Identity()
 
 
 class GatedDense(nn.Module):

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, check, check_int, is_number,
                       preset)
 from ..losses import LIKELIHOODS
-from ..nets import feature_sizes
+from ..nets import dropout_layer, feature_sizes
 from ..registry import register_model
 from ..subpixel import UnshuffledDecoder, unshuffled_decoder
 from .hvae import HVAE, Group, GroupBlock
@@ -121,7 +121,7 @@ class LadderVAE(HVAE):
         self.top = nn.Parameter(torch.zeros(1, c.width))  # the learned start of the path
         self.blocks = nn.ModuleList(GroupBlock(c.width, d, c.cells, out_scale, dense=True, features_width=c.hidden_dim,
                                                dropout=c.dropout) for d in c.latent_dims)
-        self.drop = nn.Dropout(c.dropout)  # on the last state, before p(x | z): a regulariser of the decoder
+        self.drop = dropout_layer(c.dropout)  # on the last state, before p(x | z): a regulariser of the decoder
         self.out = Decoder(c.decoder_config())
         self.group_shapes = [(d,) for d in c.latent_dims]
 
