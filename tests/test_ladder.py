@@ -61,6 +61,14 @@ def test_dropout_acts_in_training_only_and_keeps_the_weights_names():
         assert not torch.equal(loss(plain.train()), loss(dropped.train()))
 
 
+def test_a_checkpoint_written_before_dropout_existed_loads_without_it(tmp_path):
+    path = vu.save_checkpoint(_model(), tmp_path / "ladder.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["dropout"]
+    torch.save(payload, path)
+    assert vu.load_checkpoint(path).config == TINY
+
+
 def test_each_group_kl_is_torch_distributions_kl_and_the_loss_is_recon_plus_their_sum():
     model, x = _model(), _images(6)
     with torch.no_grad():

@@ -32,6 +32,9 @@ from .vae import Decoder, VAEConfig
 class LadderConfig(Config):
     """Architecture of the dense ladder VAE; saved inside every checkpoint."""
 
+    REQUIRED = ("in_channels", "image_size", "channels", "hidden_dim", "width", "latent_dims", "cells", "likelihood",
+                "gaussian_std", "free_bits")  # not dropout: checkpoints written before it existed load with 0
+
     in_channels: int = 1  # 1 (grey) or 3 (RGB)
     image_size: int = 28  # square images
     channels: tuple[int, ...] = (16, 32)  # stride-2 conv widths of the bottom-up path (and, reversed, the decoder)
