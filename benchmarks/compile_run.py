@@ -1,0 +1,36 @@
+"""The default recipe's 10 epochs, eager or with the trainer's objective (forward + loss; backward through
+AOTAutograd) under `torch.compile` (issue "Speed, round three", docs/speed.md): prints one JSON line of training
+seconds (compilation included), seconds per epoch and the test -ELBO. Run the two modes alternately, each in a fresh
+process; the second compiled run finds inductor's cache warm.
+
+    for m in eager compiled eager compiled; do python benchmarks/compile_run.py $m; done
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+import vae_utils as vu
+import vae_utils.training as training
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("eager", "compiled"))
+    mode = parser.parse_args().mode
+    if mode == "compiled":  # dynamic=False: one recompile for the last, smaller batch (dynamic shapes fail on randn)
+        plain = training._objective
+        training._objective = lambda model: torch.compile(plain(model), dynamic=False)
+    config = vu.TrainConfig()
+    train, test = vu.load_dataset("fashion-mnist", "train"), vu.load_dataset("fashion-mnist", "test")
+    vu.set_seed(config.seed)
+    history = vu.train(vu.VAE(config.model), train, test, config, progress=False)
+    print(json.dumps({"mode": mode, "train_s": round(sum(h["train_seconds"] for h in history), 1),
+                      "epoch_s": [round(h["train_seconds"], 1) for h in history],
+                      "test_neg_elbo": round(history[-1]["test_neg_elbo"], 3)}))
+
+
+if __name__ == "__main__":
+    main()
