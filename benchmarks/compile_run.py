@@ -1,7 +1,7 @@
-"""The default recipe's 10 epochs, eager or with the trainer's objective (forward + loss; backward through
-AOTAutograd) under `torch.compile` (issue "Speed, round three", docs/speed.md): prints one JSON line of training
-seconds (compilation included), seconds per epoch and the test -ELBO. Run the two modes alternately, each in a fresh
-process; the second compiled run finds inductor's cache warm.
+"""The default recipe's 10 epochs, eager or with `TrainConfig(compile=True)` (forward + loss under torch.compile,
+backward through AOTAutograd; vae_utils/compiling.py; issue "Speed, round three", docs/speed.md): prints one JSON
+line of training seconds (compilation included), seconds per epoch and the test -ELBO. Run the two modes
+alternately, each in a fresh process; the second compiled run finds inductor's cache warm.
 
     for m in eager compiled eager compiled; do python benchmarks/compile_run.py $m; done
 """
@@ -10,20 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 import vae_utils as vu
-import vae_utils.training as training
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("eager", "compiled"))
     mode = parser.parse_args().mode
-    if mode == "compiled":  # dynamic=False: one recompile for the last, smaller batch (dynamic shapes fail on randn)
-        plain = training._objective
-        training._objective = lambda model: torch.compile(plain(model), dynamic=False)
-    config = vu.TrainConfig()
+    config = vu.TrainConfig(compile=mode == "compiled")
     train, test = vu.load_dataset("fashion-mnist", "train"), vu.load_dataset("fashion-mnist", "test")
     vu.set_seed(config.seed)
     history = vu.train(vu.VAE(config.model), train, test, config, progress=False)

@@ -6,7 +6,10 @@ checked against fp32 on a subset first. Prints one JSON object and issue #10's t
 (k = 5000) <= 228.70 nats, the published vanilla VAE of the Exemplar-VAE paper (its hierarchical conv VAE:
 225.38), with at most 30 minutes of training and at most 20 minutes of evaluation.
 
-    python benchmarks/long_binarized.py [--out runs/long] [--iwae-k 5000] [--check-images 200]
+    python benchmarks/long_binarized.py [--out runs/long] [--iwae-k 5000] [--check-images 200] [--compile]
+
+With --compile the training step runs under torch.compile (TrainConfig.compile); issue "Speed, round three" asks
+for the same NLL in at most 25 minutes of training.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import vae_utils as vu
 
 PUBLISHED_NLL = 228.70  # vanilla VAE, standard normal prior, dynamically binarized Fashion-MNIST (Exemplar VAE)
 MAX_TRAIN_S, MAX_EVAL_S = 30 * 60, 20 * 60  # issue #10, on a 2-core CPU
+SPEED_TRAIN_S = 25 * 60  # issue #22 (speed, round three): the same NLL with margin under the 30 minutes
 
 
 def precision_check(model, subset: vu.ImageDataset, k: int) -> dict:
@@ -42,9 +46,11 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=None, help="score the first N test images (default all)")
     parser.add_argument("--skip-training", action="store_true", help="score OUT/last.pt as it is")
     parser.add_argument("--train-only", action="store_true", help="train (or finish training), do not score")
+    parser.add_argument("--compile", action="store_true", help="train with TrainConfig(compile=True)")
     args = parser.parse_args()
 
-    config = vu.TrainConfig.recipe("long", **({} if args.epochs is None else {"epochs": args.epochs}))
+    config = vu.TrainConfig.recipe("long", compile=args.compile, **({} if args.epochs is None else
+                                                                    {"epochs": args.epochs}))
     train_ds, grey_test = vu.load_dataset("fashion-mnist", "train"), vu.load_dataset("fashion-mnist", "test")
     test = vu.binarize(grey_test, seed=0)
     last = args.out / "last.pt"
@@ -61,6 +67,7 @@ def main() -> None:
     history = saved["history"]
     result = {"cpu": vu.repro.describe_cpu(), "torch": torch.__version__,
               "precision": vu.resolve_precision("auto", torch.device("cpu")), "epochs": len(history),
+              "compile": saved["train_config"].get("compile", False),
               "train_seconds": round(sum(h["train_seconds"] for h in history), 1),
               "test_neg_elbo": history[-1]["test_neg_elbo"], "parameters": sum(p.numel() for p in model.parameters())}
     result.update(precision_check(model, test.subset(args.check_images), args.iwae_k))
@@ -74,7 +81,10 @@ def main() -> None:
     for name, ok, figure in [
             (f"IWAE NLL (k={args.iwae_k}) <= {PUBLISHED_NLL} nats", result["iwae_nll"] <= PUBLISHED_NLL,
              f"{result['iwae_nll']:.2f}"),
-            (f"training <= {MAX_TRAIN_S} s", result["train_seconds"] <= MAX_TRAIN_S, f"{result['train_seconds']:.0f} s"),
+            (f"training <= {MAX_TRAIN_S} s", result["train_seconds"] <= MAX_TRAIN_S,
+             f"{result['train_seconds']:.0f} s"),
+            (f"training <= {SPEED_TRAIN_S} s (issue #22)", result["train_seconds"] <= SPEED_TRAIN_S,
+             f"{result['train_seconds']:.0f} s"),
             (f"evaluation <= {MAX_EVAL_S} s", result["iwae_seconds"] <= MAX_EVAL_S, f"{result['iwae_seconds']:.0f} s")]:
         print(f"target 3 {name}: {'met' if ok else 'NOT met'} ({figure})")
 

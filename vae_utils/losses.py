@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -169,21 +169,25 @@ def bits_per_dim_defined(likelihood: str, binary_data: bool) -> Optional[str]:
     return f"the {likelihood} likelihood is a density on [0, 1], not a probability of 8-bit values"
 
 
-def vae_loss(out, x: Tensor, beta: float = 1.0, likelihood: str = "bernoulli", gaussian_std: float = 0.1,
-             check_range: bool = True) -> LossTerms:
-    """Negative ELBO (beta-weighted KL) of a VAEOutput for images x, as batch means of per-image nats."""
+def vae_loss(out, x: Tensor, beta: Union[float, Tensor] = 1.0, likelihood: str = "bernoulli",
+             gaussian_std: float = 0.1, check_range: bool = True) -> LossTerms:
+    """Negative ELBO (beta-weighted KL) of a VAEOutput for images x, as batch means of per-image nats. beta may be
+    the 0-dim tensor that kl_warmup_factor gives a compiled training step (not checked: no host sync)."""
     if not all(hasattr(out, name) for name in ("x_logits", "mu", "logvar")):
         raise ValueError(f"vae_loss expects the VAEOutput of model(x), got {type(out).__name__}; "
                          "or call model.loss(x)")
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+    if not isinstance(beta, Tensor) and not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta={beta!r} is not allowed: expected a finite number >= 0")
     recon = reconstruction_loss(out.x_logits, x, likelihood, gaussian_std, check_range).mean()
     kl = kl_divergence(out.mu, out.logvar).mean()
     return LossTerms(recon + beta * kl, recon, kl)
 
 
-def kl_warmup_factor(epochs_done: float, warmup_epochs: int) -> float:
-    """Linear KL warm-up (Bowman et al., 2016; Sønderby et al., 2016): 0 at the start, 1 after warmup_epochs."""
+def kl_warmup_factor(epochs_done: Union[float, Tensor], warmup_epochs: int) -> Union[float, Tensor]:
+    """Linear KL warm-up (Bowman et al., 2016; Sønderby et al., 2016): 0 at the start, 1 after warmup_epochs.
+    epochs_done may be a 0-dim tensor (a compiled training step's, so that its value does not recompile)."""
     if warmup_epochs == 0:
         return 1.0
+    if isinstance(epochs_done, Tensor):
+        return (epochs_done / warmup_epochs).clamp(max=1.0)
     return min(1.0, epochs_done / warmup_epochs)

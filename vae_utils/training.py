@@ -20,6 +20,7 @@ from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
 from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .compiling import compile_objective
 from .configfile import write_config
 from .data import ImageDataset, check_labels, dataset_checksum, dataset_image_shape, is_conditional, iterate_batches
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
@@ -31,8 +32,8 @@ from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, reso
                     set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root")  # every other TrainConfig field must match the run's own
-# (the data may move: its checksum, not its path, says whether it is the same)
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root", "compile")  # every other TrainConfig field must match the
+# run's own (the data may move: its checksum, not its path, says whether it is the same)
 GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
 MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change
 
@@ -207,7 +208,8 @@ def train(
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
-               resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir, _objective(model))
+               resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir,
+               _objective(model, config.compile, device))
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
     if config.ema_decay:
@@ -513,13 +515,16 @@ class _Objective(nn.Module):
         return self.model.loss(*args, **kwargs)
 
 
-def _objective(model: nn.Module) -> Callable:
-    """model.loss in one process; under torchrun, the same through DistributedDataParallel."""
+def _objective(model: nn.Module, compiled: bool = False, device: Optional[torch.device] = None) -> Callable:
+    """model.loss in one process; under torchrun, the same through DistributedDataParallel; with compiled, under
+    torch.compile (compiling.py)."""
+    device = device or next(model.parameters()).device
     if world_size() == 1:
-        return lambda *args, **kwargs: model.loss(*args, **kwargs)
-    device = next(model.parameters()).device
-    return torch.nn.parallel.DistributedDataParallel(_Objective(model),
-                                                     device_ids=[device.index] if device.type == "cuda" else None)
+        objective = lambda *args, **kwargs: model.loss(*args, **kwargs)  # noqa: E731 (looked up per call)
+    else:
+        objective = torch.nn.parallel.DistributedDataParallel(
+            _Objective(model), device_ids=[device.index] if device.type == "cuda" else None)
+    return compile_objective(objective, device) if compiled else objective
 
 
 def _train_key(term: str) -> str:
