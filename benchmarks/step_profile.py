@@ -12,6 +12,9 @@ the seconds): ms per step, images/s, GFLOP/s, share of the peak, and the median 
 pair's ratio of images/s.
 
     python benchmarks/step_profile.py [layers|variants|all] [--steps 20] [--rounds 8] [--variants NAME ...]
+                                      [--recipe long]
+
+`--recipe long` profiles the long binarized recipe's step (latent 64, a 512-wide hidden layer, binarized batches).
 """
 from __future__ import annotations
 
@@ -415,9 +418,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per timing")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of A/B pairs (current, variant)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--recipe", default=None, help="a VAE recipe of TrainConfig.recipe (e.g. long) instead of "
+                                                       "the default recipe")
     args = parser.parse_args()
     device = vu.resolve_device("auto")
-    config = vu.TrainConfig()
+    config = vu.TrainConfig() if args.recipe is None else vu.TrainConfig.recipe(args.recipe)
     precision = resolve_precision(config.precision, device)
     peaks = {p: matmul_peak_gflops(dtype, device) for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"torch {torch.__version__}; matmul peak (2048^2): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "

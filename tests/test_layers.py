@@ -16,7 +16,7 @@ LAYERS = {
     "nets": ["losses", "nets", "subpixel", "importance"],
     "models": ["models", "models.*"],
     "evaluation": ["metrics", "features", "latent", "samplers", "disentanglement", "report"],
-    "training": ["rundir", "runlog", "training"],
+    "training": ["compiling", "rundir", "runlog", "training"],
     "interface": ["options", "commands", "pictures", "cli", "__main__", "__init__"],
 }
 

@@ -38,6 +38,7 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
                     "report"),
     **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "UpdatesSkippedError", "train"], "training"),
     "GMMSampler": "samplers",
+    "CompileUnavailableError": "compiling",
     **dict.fromkeys(["mig", "mutual_information_gap"], "disentanglement"),
     "conditional_accuracy": "report",
 }

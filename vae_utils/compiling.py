@@ -5,7 +5,9 @@ Shapes are static (`dynamic=False`): one graph for the full batches and one reco
 batch; `dynamic=True` fails on `torch.randn` of a symbolic batch size. The epochs done (a float that KL warm-up
 reads, new at every step) go in as a 0-dim tensor, so that its value does not recompile. Inductor keeps what it
 compiled in its cache folder (TORCHINDUCTOR_CACHE_DIR, by default under the system's temporary folder), so a second
-run on the same machine skips most of the compilation.
+run on the same machine skips most of the compilation. Within one process, runs with other settings (another
+config, precision or batch size) each add a compiled graph; past torch._dynamo.config.recompile_limit (8) dynamo
+warns and runs the step eagerly: the same numbers, without the speed.
 """
 from __future__ import annotations
 
