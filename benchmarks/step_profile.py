@@ -11,7 +11,10 @@ alternates from round to round (the machine is shared and drifts by 20-30% over 
 the seconds): ms per step, images/s, GFLOP/s, share of the peak, and the median and range over the rounds of each
 pair's ratio of images/s.
 
-    python benchmarks/step_profile.py [layers|variants|all] [--steps 20] [--rounds 8] [--variants NAME ...]
+Part 3, `casts`: the time autocast spends casting every weight to bf16 once: the most that bf16 weights with fp32
+master copies could save per step.
+
+    python benchmarks/step_profile.py [layers|variants|casts|all] [--steps 20] [--rounds 8] [--variants NAME ...]
                                       [--recipe long]
 
 `--recipe long` profiles the long binarized recipe's step (latent 64, a 512-wide hidden layer, binarized batches).
@@ -412,9 +415,22 @@ def compare_variants(config: vu.TrainConfig, device: torch.device, names: list[s
               f"{flops / seconds / 1e9 / peak:8.1%}{vs:11.2f}x{spread:>13}{warm:11.1f}")
 
 
+def weight_casts(config: vu.TrainConfig, device: torch.device, rounds: int = 30, repeats: int = 20) -> None:
+    """What bf16 weights with fp32 master copies could save at most: autocast casts every fp32 weight to bf16 once
+    per forward (and a master-copy scheme would copy them once per update instead); prints that cast's time."""
+    weights = [p.detach() for p in vu.VAE(config.model).to(device).parameters()]
+    cast = lambda: [w.to(torch.bfloat16) for w in weights]  # noqa: E731
+    cast()
+    times = []
+    for _ in range(rounds):
+        times.append(_timed(cast, repeats, device))
+    print(f"{sum(w.numel() for w in weights):,} weights: casting all of them to bf16 takes "
+          f"{statistics.median(times) * 1e3:.2f} ms (median of {rounds} x {repeats})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "all"])
+    parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "casts", "all"])
     parser.add_argument("--steps", type=int, default=20, help="steps per timing")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of A/B pairs (current, variant)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -431,6 +447,8 @@ def main() -> None:
         profile_layers(config, device, args.steps, peaks[precision])
     if args.part in ("variants", "all"):
         compare_variants(config, device, args.variants, args.steps, args.rounds, peaks[precision])
+    if args.part in ("casts", "all"):
+        weight_casts(config, device)
 
 
 if __name__ == "__main__":
