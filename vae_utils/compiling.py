@@ -58,7 +58,7 @@ def compile_objective(objective: Callable, device: torch.device) -> Callable:
     check_compilable(device)
     compiled = torch.compile(objective, dynamic=False)
 
-    def step(x: torch.Tensor, config, epochs_done: float, **options):
-        return compiled(x, config, torch.tensor(epochs_done, dtype=torch.float32, device=x.device), **options)
+    def step(x: torch.Tensor, config, epochs_done: float, **options):  # a CPU scalar: no copy to a GPU per step
+        return compiled(x, config, torch.tensor(epochs_done, dtype=torch.float32), **options)
 
     return step
