@@ -419,11 +419,7 @@ def weight_casts(config: vu.TrainConfig, device: torch.device, rounds: int = 30,
     """What bf16 weights with fp32 master copies could save at most: autocast casts every fp32 weight to bf16 once
     per forward (and a master-copy scheme would copy them once per update instead); prints that cast's time."""
     weights = [p.detach() for p in vu.VAE(config.model).to(device).parameters()]
-    cast = lambda: [w.to(torch.bfloat16) for w in weights]  # noqa: E731
-    cast()
-    times = []
-    for _ in range(rounds):
-        times.append(_timed(cast, repeats, device))
+    times = [_timed(lambda: [w.to(torch.bfloat16) for w in weights], repeats, device) for _ in range(rounds + 1)][1:]
     print(f"{sum(w.numel() for w in weights):,} weights: casting all of them to bf16 takes "
           f"{statistics.median(times) * 1e3:.2f} ms (median of {rounds} x {repeats})")
 

@@ -209,7 +209,7 @@ def train(
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
                resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir,
-               _objective(model, config.compile, device))
+               _objective(model, config.compile))
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
     if config.ema_decay:
@@ -515,10 +515,10 @@ class _Objective(nn.Module):
         return self.model.loss(*args, **kwargs)
 
 
-def _objective(model: nn.Module, compiled: bool = False, device: Optional[torch.device] = None) -> Callable:
+def _objective(model: nn.Module, compiled: bool = False) -> Callable:
     """model.loss in one process; under torchrun, the same through DistributedDataParallel; with compiled, under
     torch.compile (compiling.py)."""
-    device = device or next(model.parameters()).device
+    device = next(model.parameters()).device
     if world_size() == 1:
         objective = lambda *args, **kwargs: model.loss(*args, **kwargs)  # noqa: E731 (looked up per call)
     else:
