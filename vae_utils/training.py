@@ -22,7 +22,8 @@ from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_
 from .config import TrainConfig
 from .compiling import compile_objective
 from .configfile import write_config
-from .data import ImageDataset, check_labels, dataset_checksum, dataset_image_shape, is_conditional, iterate_batches
+from .data import (ImageDataset, bernoulli_pixels, check_labels, dataset_checksum, dataset_image_shape, is_conditional,
+                   iterate_batches)
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
@@ -279,9 +280,9 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
         for batch in bar:
             x, y = batch if labelled else (batch, None)
             state.step += 1
+            if config.binarize:  # dynamic binarization: fresh binary pixels every time (whole global batch)
+                x = bernoulli_pixels(x)
             x = x.contiguous(memory_format=torch.channels_last)
-            if config.binarize:
-                x = torch.bernoulli(x)  # dynamic binarization: fresh binary pixels every time (whole global batch)
             rows = shard(len(x), world, me)
             n = rows.stop - rows.start  # an empty share computes one image with weight 0: DDP needs every rank
             epochs_done = state.epoch - 1 + state.step / run.steps_per_epoch  # for schedules such as KL warm-up
