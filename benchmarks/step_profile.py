@@ -14,8 +14,10 @@ pair's ratio of images/s.
 Part 3, `casts`: the time autocast spends casting every weight to bf16 once: the most that bf16 weights with fp32
 master copies could save per step.
 
-    python benchmarks/step_profile.py [layers|variants|casts|all] [--steps 20] [--rounds 8] [--variants NAME ...]
-                                      [--recipe long]
+Part 4, `binarize`: dynamic binarization of one real batch, torch.bernoulli against vae_utils' bernoulli_pixels.
+
+    python benchmarks/step_profile.py [layers|variants|casts|binarize|all] [--steps 20] [--rounds 8]
+                                      [--variants NAME ...] [--recipe long]
 
 `--recipe long` profiles the long binarized recipe's step (latent 64, a 512-wide hidden layer, binarized batches).
 """
@@ -429,9 +431,23 @@ def weight_casts(config: vu.TrainConfig, device: torch.device, rounds: int = 30,
           f"{statistics.median(times) * 1e3:.2f} ms (median of {rounds} x {repeats})")
 
 
+def binarizations(config: vu.TrainConfig, device: torch.device, rounds: int = 30, repeats: int = 20) -> None:
+    """What dynamic binarization costs per step: torch.bernoulli against vae_utils' bernoulli_pixels on the same
+    real batch, in alternating blocks; prints the medians."""
+    x = Batches(config.batch_size, device).next().contiguous()  # as the trainer binarizes it: before channels_last
+    ways = {"torch.bernoulli": torch.bernoulli, "bernoulli_pixels": vu.data.bernoulli_pixels}
+    times = defaultdict(list)
+    for r in range(rounds + 1):
+        for name, way in (ways.items() if r % 2 == 0 else reversed(ways.items())):
+            times[name].append(_timed(partial(way, x), repeats, device))
+    print(f"binarizing a batch of {len(x)}: " + ", ".join(f"{name} {statistics.median(t[1:]) * 1e3:.2f} ms"
+                                                          for name, t in times.items())
+          + f" (median of {rounds} x {repeats}, alternating)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "casts", "all"])
+    parser.add_argument("part", nargs="?", default="all", choices=["layers", "variants", "casts", "binarize", "all"])
     parser.add_argument("--steps", type=int, default=20, help="steps per timing")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of A/B pairs (current, variant)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -450,6 +466,8 @@ def main() -> None:
         compare_variants(config, device, args.variants, args.steps, args.rounds, peaks[precision])
     if args.part in ("casts", "all"):
         weight_casts(config, device)
+    if args.part in ("binarize", "all"):
+        binarizations(config, device)
 
 
 if __name__ == "__main__":
