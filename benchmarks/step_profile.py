@@ -500,7 +500,8 @@ def main() -> None:
     if args.part in ("layers", "all"):
         profile_layers(config, device, args.steps, peaks[precision])
     if args.part in ("variants", "all"):
-        compare_variants(config, device, args.variants, args.steps, args.rounds, peaks[precision])
+        names = [n for n in args.variants if config.binarize or "binarizer" not in VARIANTS[n]]  # grey: no draw
+        compare_variants(config, device, names, args.steps, args.rounds, peaks[precision])
     if args.part in ("casts", "all"):
         weight_casts(config, device)
     if args.part in ("binarize", "all"):
