@@ -161,9 +161,10 @@ def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
 def bernoulli_pixels(x: Tensor) -> Tensor:
     """Each value of x (in [0, 1]) drawn as a Bernoulli(x) pixel, 0. or 1., from 32 random bits per pixel.
 
-    P(1) = ceil(x * 2**32) / 2**32, so 0 and 1 stay 0 and 1 and any other value is off by less than 2**-32. On a
-    CPU this is about 2.5x faster than torch.bernoulli, which draws each pixel through a slower per-element path:
-    64-bit words from the global generator, split in two, compared with x scaled to 32 bits (no float64, for mps).
+    64-bit words from the global generator, each split into two 32-bit integers, are compared with x scaled to 2**32
+    (in int64: no float64, which mps lacks): P(1) = ceil(x * 2**32) / 2**32, so 0 and 1 stay 0 and 1 and any other
+    value is off by less than 2**-32. On a CPU 1.6-1.9x as fast as torch.bernoulli (`benchmarks/step_profile.py
+    binarize`), fastest on a contiguous x.
     """
     n = x.numel()
     words = torch.empty((n + 1) // 2, dtype=torch.int64, device=x.device).random_(-2**63, None)  # all 64 bits
