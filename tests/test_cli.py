@@ -173,7 +173,7 @@ def test_resuming_a_finished_run_repairs_its_metrics(idx_root, tmp_path, capsys)
     (out / "metrics.json").unlink()  # as if killed after the last checkpoint
     main(["train", "--data-dir", str(idx_root), "--out", str(out), "--quiet", "--resume", str(out / "last.pt")])
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
-    assert "already trained 1 epochs" in capsys.readouterr().err
+    assert "has already finished training" in capsys.readouterr().err
 
 
 def test_a_diverging_run_ends_in_one_line(idx_root, tmp_path):
@@ -266,10 +266,12 @@ def test_flags_of_the_other_family_are_refused(idx_root, tmp_path, capsys):
 
 def test_the_long_recipe_from_the_command_line_binarizes_and_keeps_its_model(idx_root, tmp_path, capsys):
     out = tmp_path / "long"
-    main(["train", "--recipe", "long", "--data-dir", str(idx_root), "--epochs", "1", "--subset", "32", "--out",
-          str(out), "--quiet"])
+    main(["train", "--recipe", "long", "--data-dir", str(idx_root), "--epochs", "1", "--subset", "32", "--val-size",
+          "16", "--out", str(out), "--quiet"])
     config = json.loads((out / "metrics.json").read_text())["config"]
     assert config["binarize"] is True and config["model"]["latent_dim"] == 64 and config["epochs"] == 1
+    assert config["val_size"] == 16 and config["patience"] == 51  # the papers' protocol, the split sized to the data
+    assert vu.TrainConfig.recipe("long").val_size == 10_000
 
 
 def test_help_and_argument_errors_load_no_torchvision_matplotlib_or_data_code():

@@ -18,7 +18,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def _train_args(idx_root, out, epochs=1, *extra):
     return ["-m", "vae_utils", "train", "--data-dir", str(idx_root), "--epochs", str(epochs), "--subset", "41",
-            "--batch-size", "16", "--latent-dim", "3", "--precision", "fp32", "--out", str(out), "--quiet", *extra]
+            "--val-size", "8", "--batch-size", "16", "--latent-dim", "3", "--precision", "fp32", "--out", str(out), "--quiet", *extra]
 
 
 def _run(cmd, **kwargs):
@@ -41,8 +41,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(idx_root, tmp_p
     h1 = json.loads((tmp_path / "one" / "metrics.json").read_text())["history"]
     h2 = json.loads((tmp_path / "two" / "metrics.json").read_text())["history"]
     for a, b in zip(h1, h2):  # 41 images, batches of 16: the last one (9) splits 5 + 4
-        for key in ("train_loss", "train_kl", "test_neg_elbo"):
+        for key in ("train_loss", "train_kl", "val_neg_elbo"):  # the same validation split on both ranks
             assert a[key] == pytest.approx(b[key], rel=1e-5)
+    m1, m2 = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two"))
+    assert m1["selected_epoch"] == m2["selected_epoch"]
+    assert m1["test_neg_elbo"] == pytest.approx(m2["test_neg_elbo"], rel=1e-5)
     w1 = vu.load_checkpoint(tmp_path / "one" / "last.pt").state_dict()
     w2 = vu.load_checkpoint(tmp_path / "two" / "last.pt").state_dict()
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4) for k in w1)

@@ -141,6 +141,7 @@ def test_training_resumes_bit_exactly_with_its_moving_average_and_the_checkpoint
 
 def test_the_command_line_trains_the_binarized_recipe_and_scores_each_group(idx_root, tmp_path, capsys):
     main(["train", "--recipe", "ladder-binarized", "--data-dir", str(idx_root), "--epochs", "1", "--batch-size", "16",
+          "--val-size", "16",
           "--latent-dims", "2", "3", "--width", "8", "--hidden-dim", "16", "--out", str(tmp_path / "run"), "--quiet"])
     assert json.loads(capsys.readouterr().out)["model_kind"] == "ladder"
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]

@@ -91,12 +91,13 @@ def test_a_class_without_a_config_dataclass_is_refused(families):
 
 def test_a_family_of_your_own_trains_saves_loads_and_is_scored(families, tmp_path):
     cls = vu.register_model("ae")(_autoencoder())
-    config = vu.TrainConfig(epochs=2, batch_size=16, lr=1e-2, model=AEConfig(widths=(5,)))
+    config = vu.TrainConfig(epochs=2, batch_size=16, lr=1e-2, model=AEConfig(widths=(5,)), val_size=16,
+                            test_every_epoch=True)
     model = cls(config.model)
     history = vu.train(model, blob_data(64), blob_data(32, seed=1), config, out_dir=tmp_path, progress=False)
-    assert history[-1]["test_loss"] < history[0]["train_loss"] and "test_sse" in history[-1]
-    assert vu.read_checkpoint(tmp_path / "best.pt")["history"][-1]["test_sse"] == min(
-        h["test_sse"] for h in history)  # best.pt follows the family's best_metric
+    assert history[-1]["test_loss"] < history[0]["train_loss"] and "val_sse" in history[-1]
+    assert vu.read_checkpoint(tmp_path / "best.pt")["history"][-1]["val_sse"] == min(
+        h["val_sse"] for h in history)  # best.pt follows the family's best_metric on validation
     loaded = vu.load_checkpoint(tmp_path / "last.pt")
     assert type(loaded) is cls and loaded.config == config.model and loaded.config.widths == (5,)
     assert vu.TrainConfig.from_dict(vu.read_checkpoint(tmp_path / "last.pt")["train_config"]) == config

@@ -27,28 +27,37 @@ def _train(argv, capsys) -> dict:
 def test_a_cli_run_logs_every_epoch_its_steps_images_and_hyperparameters(idx_root, tmp_path, capsys):
     out = tmp_path / "run"
     _train(["train", "--data-dir", str(idx_root), "--epochs", "2", "--batch-size", "4", "--latent-dim", "4",
-            "--out", str(out), "--quiet"], capsys)
+            "--val-size", "16", "--out", str(out), "--quiet"], capsys)
     log = _read(out / "tensorboard")
     tags = log.Tags()
-    assert {"test/neg_elbo", "test/recon", "test/kl", "epoch/train_loss", "epoch/train_seconds", "train/loss",
-            "train/recon", "train/kl", "train/lr", "train/grad_norm"} <= set(tags["scalars"])
-    steps_per_epoch = 64 // 4
-    assert [e.step for e in log.Scalars("test/neg_elbo")] == [steps_per_epoch, 2 * steps_per_epoch]
-    assert [e.step for e in log.Scalars("train/loss")] == [10, 20, 30]  # every 10th of steps 1 to 32
+    assert {"validation/neg_elbo", "validation/recon", "validation/kl", "epoch/train_loss", "epoch/train_seconds",
+            "train/loss", "train/recon", "train/kl", "train/lr", "train/grad_norm"} <= set(tags["scalars"])
+    assert not any(tag.startswith("test") for tag in tags["scalars"])  # the curves never show the test split
+    steps_per_epoch = 48 // 4
+    assert [e.step for e in log.Scalars("validation/neg_elbo")] == [steps_per_epoch, 2 * steps_per_epoch]
+    assert [e.step for e in log.Scalars("train/loss")] == [10, 20]  # every 10th of steps 1 to 24
     assert {"samples", "reconstructions"} <= set(tags["images"])  # after the last epoch
-    history = json.loads((out / "metrics.json").read_text())["history"]
-    assert log.Scalars("test/neg_elbo")[-1].value == pytest.approx(history[-1]["test_neg_elbo"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["history"]
+    assert log.Scalars("validation/neg_elbo")[-1].value == pytest.approx(history[-1]["val_neg_elbo"])
     assert "_hparams_/session_start_info" in log.PluginTagToContent("hparams")  # one row of the HPARAMS table
-    assert log.Scalars("hparam/test_neg_elbo")[-1].value == pytest.approx(history[-1]["test_neg_elbo"])
+    assert log.Scalars("hparam/test_neg_elbo")[-1].value == pytest.approx(metrics["test_neg_elbo"])
+
+
+def test_test_every_epoch_is_logged_under_its_own_name(idx_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(["train", "--data-dir", str(idx_root), "--epochs", "2", "--latent-dim", "4", "--test-every-epoch",
+            "--out", str(out), "--quiet"], capsys)
+    assert len(_read(out / "tensorboard").Scalars("test_every_epoch/neg_elbo")) == 2
 
 
 def test_a_resumed_run_appends_to_its_log_without_repeating_steps(idx_root, tmp_path, capsys):
     out = tmp_path / "run"
     common = ["--data-dir", str(idx_root), "--batch-size", "8", "--latent-dim", "4", "--quiet"]
-    _train(["train", "--epochs", "1", "--out", str(out), *common], capsys)
+    _train(["train", "--epochs", "1", "--val-size", "16", "--out", str(out), *common], capsys)
     _train(["train", "--resume", str(out / "last.pt"), "--epochs", "2", *common[:2], "--quiet"], capsys)
-    steps = [e.step for e in _read(out / "tensorboard").Scalars("test/neg_elbo")]
-    assert steps == [8, 16]
+    steps = [e.step for e in _read(out / "tensorboard").Scalars("validation/neg_elbo")]
+    assert steps == [6, 12]
 
 
 def test_no_tensorboard_writes_no_log(idx_root, tmp_path, capsys):

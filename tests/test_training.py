@@ -11,7 +11,7 @@ from conftest import SMALL, blob_data
 def test_overfits_a_fixed_batch():
     ds = blob_data(64)
     model = vu.VAE(SMALL)
-    config = vu.TrainConfig(epochs=40, batch_size=16, lr=3e-3, precision="fp32", model=SMALL)
+    config = vu.TrainConfig(epochs=40, batch_size=16, lr=3e-3, precision="fp32", model=SMALL, test_every_epoch=True)
     history = vu.train(model, ds, ds, config, progress=False)
     first, last = history[0]["test_neg_elbo"], history[-1]["test_neg_elbo"]
     start = vu.evaluate(vu.VAE(SMALL), ds)["neg_elbo"]
@@ -42,15 +42,18 @@ def test_a_fresh_run_does_not_depend_on_random_draws_made_before_it():
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_history_records_train_and_test_terms_per_epoch():
-    history = vu.train(vu.VAE(SMALL), blob_data(), blob_data(32), vu.TrainConfig(epochs=2, batch_size=16, model=SMALL),
-                       progress=False)
+def test_history_records_train_and_validation_terms_per_epoch_and_the_test_terms_once():
+    config = vu.TrainConfig(epochs=2, batch_size=16, model=SMALL, val_size=16)
+    history = vu.train(vu.VAE(SMALL), blob_data(), blob_data(32), config, progress=False)
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
-        assert {"train_loss", "train_recon", "train_kl", "test_neg_elbo", "test_recon", "test_kl",
+        assert {"train_loss", "train_recon", "train_kl", "val_neg_elbo", "val_recon", "val_kl",
                 "train_seconds"} <= set(h)
         assert h["train_loss"] == pytest.approx(h["train_recon"] + h["train_kl"])
-        assert h["test_neg_elbo"] == pytest.approx(h["test_recon"] + h["test_kl"])
+        assert h["val_neg_elbo"] == pytest.approx(h["val_recon"] + h["val_kl"])
+    chosen = history[vu.selected_epoch(history) - 1]
+    assert [h for h in history if "test_neg_elbo" in h] == [chosen]  # scored once, on the chosen epoch
+    assert chosen["test_neg_elbo"] == pytest.approx(chosen["test_recon"] + chosen["test_kl"])
 
 
 def test_weight_decay_trains_with_adamw_and_pulls_the_weights_towards_zero():

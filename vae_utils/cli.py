@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (e.g. OUT/last.pt); "
                    "settings come from it, and flags that differ from them are refused")
     t.add_argument("--overwrite", action="store_true", help="replace the run that --out already holds")
+    t.add_argument("--val-size", type=int, help="hold out N training images (a permutation seeded by --seed) for "
+                   "validation: the per-epoch figures, best.pt and --patience use them (default 0: none, and nothing "
+                   "is chosen; the recipes hold out 10,000)")
+    t.add_argument("--patience", type=int, help="stop after N epochs without a better validation figure (needs "
+                   "--val-size; KL warm-up epochs do not count; default 0: train every epoch)")
+    t.add_argument("--test-every-epoch", action="store_true", default=None, help="also score the test split after "
+                   "every epoch, as a curve that chooses nothing (default: once, at the end, on the chosen epoch)")
     t.add_argument("--kl-warmup-epochs", type=int, help="beta rises from 0 over N epochs")
     t.add_argument("--grad-clip", type=float, help="clip the gradient's norm to this (0: no clipping; hvae: 200)")
     t.add_argument("--skip-factor", type=float, help="skip updates whose gradient norm is above this many times its "

@@ -28,7 +28,7 @@ from .registry import generative_models, model_class, registered_models
 from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
 from .samplers import GMMSampler
-from .training import train
+from .training import selected_epoch, stop_reason, train
 
 def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
     """The run's TrainConfig: a new run's preset for its data set, or the resumed run's own settings, with the
@@ -159,10 +159,12 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     """Train model on config.dataset into args.out; write and return metrics.json's contents."""
     out = Path(args.out)
     root = _existing(config.data_root)
-    # the training images the run uses (its subset: the first n) and the whole test split
-    train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root, config.subset if split == "train"
+    # the training images the run uses (its subset: the first n; with a validation split, the whole split, from which
+    # `train` holds out the validation rows before it takes the subset) and the whole test split
+    subset = config.subset if not config.val_size else None
+    train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root, subset if split == "train"
                                else None) for split in ("train", "test"))
-    n_train = min(len(train_ds), config.subset or len(train_ds))
+    n_train = min(len(train_ds) - config.val_size, config.subset or len(train_ds))  # the images trained on
     given = {o.field for o in model_options() if getattr(args, o.dest, None) is not None}
     n_classes = max(len(train_ds.classes or ()), int(train_ds.labels.max()) + 1) if train_ds.has_labels else 0
     fitted = config.model.for_training_set(n_train, given, n_classes)  # checks; a new run's data-dependent fields
@@ -173,17 +175,25 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
     if saved is not None and _finished_history(saved, config) is not None:  # killed after its last checkpoint
-        print(f"{args.resume} has already trained {config.epochs} epochs; writing {out / 'metrics.json'} from it",
+        print(f"{args.resume} has already finished training; writing {out / 'metrics.json'} from it",
               file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
         # a finished run goes through every check of a resume (lock, folder, settings), then trains nothing
         history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.quiet, allow_finished=True,
                         log_dir=None if getattr(args, "no_tensorboard", False) else out / "tensorboard")
+    metric = getattr(model, "best_metric", "neg_elbo")
+    chosen = selected_epoch(history, metric)
     metrics = {
-        **{k: v for k, v in history[-1].items() if k.startswith("test_")},
+        **{k: v for k, v in history[chosen - 1].items() if k.startswith(("test_", "val_"))},
         "train_seconds": sum(h["train_seconds"] for h in history),
         "epochs": len(history),
+        "selected_epoch": chosen,
+        "selection": (f"the epoch of the best validation {metric} (val_size {config.val_size}); the test split was "
+                      "scored once, with its weights" if config.val_size else
+                      "none: no validation split, so the last epoch is the model and the test split was scored once, "
+                      "at the end"),
+        "stopped": stop_reason(history, config, metric) or f"after the last of {config.epochs} epochs",
         "model_kind": config.model_kind,
         "config": config.to_dict(),
         "history": history,
@@ -304,7 +314,14 @@ def _load(name: str, split: str, args: argparse.Namespace, image_shape: tuple[in
 def _finished_history(saved: dict, config: TrainConfig) -> Optional[list]:
     """The resumed checkpoint's history when it already reaches config.epochs (nothing left to train)."""
     history = saved.get("history")
-    return history if isinstance(history, list) and history and len(history) == config.epochs else None
+    if not isinstance(history, list) or not history or not all(isinstance(h, dict) for h in history):
+        return None
+    try:
+        stopped = stop_reason(history, config, getattr(model_class(config.model_kind), "best_metric", "neg_elbo")
+                              ) is not None
+    except (KeyError, TypeError):  # a damaged history: train's checks name it
+        return None
+    return history if len(history) == config.epochs or stopped else None
 
 
 def _check_range(value: int, flag: str, low: int, high: int) -> None:

@@ -158,6 +158,17 @@ def binarize(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     return dataset.with_images((bits * 255).to(torch.uint8), f"{dataset.name}/binarized-seed{seed}")
 
 
+def validation_split(n_images: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(training rows, validation rows) of a training split of n_images: val_size rows held out by a permutation
+    seeded with seed alone (the same in every run, resume and torchrun rank with that seed); the training rows
+    in file order, so that a subset takes the first of them."""
+    if not 0 < val_size < n_images:
+        raise ValueError(f"val_size={val_size} but the training split holds {n_images} images: hold out from 1 to "
+                         f"{n_images - 1} of them (e.g. --val-size {max(1, n_images // 6)}), or 0 for no validation")
+    permutation = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))
+    return permutation[val_size:].sort().values, permutation[:val_size]
+
+
 def bernoulli_pixels(x: Tensor) -> Tensor:
     """Each value of x (in [0, 1]) drawn as a Bernoulli(x) pixel, 0. or 1., from 32 random bits per pixel.
 

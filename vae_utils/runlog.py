@@ -1,4 +1,4 @@
-"""A run's TensorBoard log (`torch.utils.tensorboard`): the training terms per step, the test terms per epoch, grids
+"""A run's TensorBoard log (`torch.utils.tensorboard`): the training terms per step, the validation terms per epoch, grids
 of samples and reconstructions every few epochs, and the run's hyperparameters with its final metrics.
 
     tensorboard --logdir runs        # every run under runs/, compared in the HPARAMS tab
@@ -52,17 +52,19 @@ class RunLog:
         self.writer.add_scalar("train/skipped", skipped, step)
 
     def epoch(self, record: dict[str, float], step: int) -> None:
-        """The epoch's record: test terms, seconds, skipped steps and updates, mean gradient norm."""
+        """The epoch's record: validation terms (test terms only with test_every_epoch, under their own name),
+        seconds, skipped steps and updates, mean gradient norm."""
         for key, value in record.items():
             if key == "epoch" or not isinstance(value, (int, float)):
                 continue
-            group = "test" if key.startswith("test_") else "epoch"
-            self.writer.add_scalar(f"{group}/{key.removeprefix('test_')}", value, step)
+            split = key.split("_", 1)[0]
+            group = {"val": "validation", "test": "test_every_epoch"}.get(split, "epoch")
+            self.writer.add_scalar(f"{group}/{key.split('_', 1)[1] if group != 'epoch' else key}", value, step)
 
     @torch.no_grad()
-    def images(self, model: nn.Module, test_data: Optional[ImageDataset], epoch: int, last: bool, step: int,
+    def images(self, model: nn.Module, val_data: Optional[ImageDataset], epoch: int, last: bool, step: int,
                seed: int) -> None:
-        """Grids of samples and of test reconstructions every images_every epochs and after the last one."""
+        """Grids of samples and of validation reconstructions every images_every epochs and after the last one."""
         if not (last or epoch % self.images_every == 0):
             return
         device = next(model.parameters()).device
@@ -70,8 +72,8 @@ class RunLog:
             if isinstance(model, Sampler) and not getattr(model, "conditional", False):
                 samples = model.sample(GRID, generator=torch.Generator(device).manual_seed(seed))
                 self.writer.add_image("samples", _grid(samples), step)
-            if test_data is not None and hasattr(model, "reconstruct"):
-                x, extra = next(iter(model_inputs(model, test_data.subset(min(GRID // 2, len(test_data))), GRID)))
+            if isinstance(val_data, ImageDataset) and hasattr(model, "reconstruct"):
+                x, extra = next(iter(model_inputs(model, val_data.subset(min(GRID // 2, len(val_data))), GRID)))
                 self.writer.add_image("reconstructions", _grid(torch.cat([x, model.reconstruct(x, **extra)])), step)
 
     def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:

@@ -22,8 +22,8 @@ from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_
 from .config import TrainConfig
 from .compiling import compile_objective
 from .configfile import write_config
-from .data import (ImageDataset, bernoulli_pixels, check_labels, dataset_checksum, dataset_image_shape, is_conditional,
-                   iterate_batches)
+from .data import (ImageDataset, bernoulli_pixels, binarize, check_labels, dataset_checksum, dataset_image_shape,
+                   is_conditional, iterate_batches, validation_split)
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
                           launched_by_torchrun, local_device, rank, shard, world_size)
 from .metrics import evaluate
@@ -33,10 +33,11 @@ from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, reso
                     set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root", "compile")  # every other TrainConfig field must match the
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root", "compile", "patience", "test_every_epoch")  # every other TrainConfig field must match the
 # run's own (the data may move: its checksum, not its path, says whether it is the same)
 GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
 MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change
+VAL_BINARIZATION_SEED = 1  # a binarized run's validation images are drawn once with this seed (the test split's: 0)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -111,8 +112,8 @@ class RunState:
                    skips_in_a_row=updates.get("skips_in_a_row", 0))
 
     def best(self, metric: str = "neg_elbo") -> float:
-        """Lowest test value of metric so far (inf when none): the -ELBO for a VAE (see the model's best_metric)."""
-        key = f"test_{metric}"
+        """Lowest validation value of metric so far (inf when none): the -ELBO for a VAE (the model's best_metric)."""
+        key = f"val_{metric}"
         return min((h[key] for h in self.history if key in h), default=math.inf)
 
 
@@ -134,6 +135,10 @@ class _Run:
     scaler: Optional[torch.amp.GradScaler] = None  # fp16 only: scales the loss so that small gradients survive
     ema: Optional[AveragedModel] = None  # the moving average of the weights (config.ema_decay > 0)
     log: Optional[RunLog] = None  # the TensorBoard log (train's log_dir), on rank 0
+    train_rows: Optional[Tensor] = None  # the rows of the training split trained on, when a validation split is held
+    # out (None: all of them)
+    val_data: Optional[Dataset] = None  # the held-out validation images (config.val_size of them)
+    best_state: Optional[dict] = None  # the scored weights of the best validation epoch met in this call
     grad_norm: Optional[float] = None  # the last step's gradient norm, when clipping or skipping computed it
 
     @property
@@ -183,12 +188,20 @@ def train(
     """Train with Adam on the model's loss; return one record per epoch (losses in nats per image).
 
     Any model whose `loss(x, config, epochs_done, ...)` returns named terms with a `total` trains here: the VAE,
-    the VQ-VAE and its CodePrior; `best.pt` follows the model's `best_metric` on the test split.
+    the VQ-VAE and its CodePrior.
+
+    With config.val_size = N, N images of train_data are held out (`validation_split`, seeded by config.seed; a
+    binarized run draws their pixels once, with a fixed seed) and scored after every epoch: those figures (keys
+    `val_*`) choose the best epoch (the model's `best_metric`, e.g. the -ELBO) and stop the run early after
+    config.patience epochs without a better one. When training ends the model holds the chosen epoch's weights
+    (without a validation split: the last epoch's, nothing is chosen), and test_data, if given, is scored once with
+    them: its figures (`test_*`) join that epoch's record (`selected_epoch` finds it). Only
+    config.test_every_epoch scores test_data after every epoch, a curve that chooses nothing.
 
     A fresh run seeds every random generator with config.seed first, so its result depends on the model's initial
     weights, the data and the config alone. With `out_dir`, `last.pt` is written atomically after every epoch
-    (and on Ctrl-C/SIGTERM) and `best.pt` whenever the test metric improves; a folder that holds another run is
-    refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
+    (and on Ctrl-C/SIGTERM) and `best.pt` whenever the validation figure improves (every epoch without a
+    validation split); a folder that holds another run is refused unless `overwrite=True`. With `resume`, training continues bit-exactly from such a checkpoint up to
     `config.epochs` epochs in total; a run that already has them is refused, unless allow_finished=True: then,
     after every check a resume makes (the lock, the folder, the settings), its history is returned untrained.
     With `log_dir`, the run writes a TensorBoard log there (runlog.py; a resumed run appends to it).
@@ -200,17 +213,18 @@ def train(
         init_from_env(device.type)
         device = local_device(device)
     _check_shapes(model, train_data, test_data)
-    train_data = _subset(train_data, config.subset)
-    checksum = dataset_checksum(train_data)
+    train_data, train_rows, val_data = split_training_data(train_data, config)
+    checksum = dataset_checksum(train_data)  # with a validation split, of the whole split: val_size, seed and subset
+    # (checked on resume too) say which rows are trained on
     if isinstance(train_data, ImageDataset) and not train_data.mapped:  # the whole set on the device, as uint8
         train_data = train_data.with_images(train_data.images.to(device))
     out_dir = output_dir(out_dir)
     model.to(device, memory_format=torch.channels_last).train()  # faster convolutions in oneDNN and cuDNN
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    steps_per_epoch = math.ceil((len(train_data) if train_rows is None else len(train_rows)) / config.batch_size)
     run = _Run(model, config, optimizer, make_scheduler(optimizer, config, steps_per_epoch), RunState(), device,
                resolve_precision(config.precision, device), checksum, steps_per_epoch, out_dir,
-               _objective(model, config.compile))
+               _objective(model, config.compile), train_rows=train_rows, val_data=val_data)
     if run.precision == "fp16":
         run.scaler = torch.amp.GradScaler(device.type)
     if config.ema_decay:
@@ -236,26 +250,113 @@ def train(
         if log_dir is not None and is_main():
             run.log = RunLog(Path(log_dir), start_step=run.global_step)
         done = len(run.state.history)
+        metric = getattr(model, "best_metric", "neg_elbo")
         try:
             with _StopSignals() as stop:
-                while run.state.epoch <= config.epochs:
+                while run.state.epoch <= config.epochs and stop_reason(run.state.history, config, metric) is None:
                     next_order_state = _train_epoch(run, train_data, stop, progress)
                     record = _finish_epoch(run, test_data, next_order_state)
                     if progress:
                         tqdm.write(format_record(record, config.epochs))
                     if on_epoch_end is not None:
                         on_epoch_end(record)
+            reason = stop_reason(run.state.history, config, metric)
+            if reason is not None and progress and len(run.state.history) > done:
+                tqdm.write(reason)
+            chosen = _choose_and_score(run, test_data, metric)
             if run.log is not None and len(run.state.history) > done:  # a finished run resumed adds no second row
-                final = run.state.history[-1]
-                run.log.hparams(config.to_dict(), {k: v for k, v in final.items() if k.startswith(("test_", "train_"))
-                                                   and isinstance(v, float)})
+                run.log.hparams(config.to_dict(), {k: v for k, v in chosen.items() if k.startswith(
+                    ("test_", "val_", "train_")) and isinstance(v, float)})
         finally:
             if run.log is not None:
                 run.log.close()
-    if run.ema is not None:  # the model carries the averaged weights, as load_checkpoint gives them back
+    return run.state.history
+
+
+def split_training_data(data: Dataset, config: TrainConfig) -> tuple[Dataset, Optional[Tensor], Optional[Dataset]]:
+    """(training data, the rows trained on or None for all, validation data or None) as config.val_size and
+    config.subset say: the validation rows are held out of the whole split first, then the subset is the first
+    config.subset of the rest; a binarized run's validation pixels are drawn once (VAL_BINARIZATION_SEED)."""
+    if not config.val_size:
+        return _subset(data, config.subset), None, None
+    rows, val_rows = validation_split(len(data), config.val_size, config.seed)
+    if config.subset is not None:
+        if config.subset > len(rows):
+            raise ValueError(f"subset={config.subset} but {len(rows)} training images remain after holding out "
+                             f"val_size={config.val_size}: pass at most {len(rows)}")
+        rows = rows[:config.subset]
+    val = data.take(val_rows) if isinstance(data, ImageDataset) else torch.utils.data.Subset(data, val_rows.tolist())
+    if config.binarize and isinstance(val, ImageDataset):
+        val = binarize(val, seed=VAL_BINARIZATION_SEED)
+    return data, rows, val
+
+
+def epochs_without_improvement(history: History, metric: str = "neg_elbo", warmup_epochs: int = 0) -> int:
+    """Epochs since the validation figure last improved; epochs before warmup_epochs do not count (the reference
+    code of the VampPrior and Exemplar VAE resets its counter during KL warm-up)."""
+    best, count = math.inf, 0
+    for record in history:
+        value = record.get(f"val_{metric}", math.inf)
+        if value < best:
+            best, count = value, 0
+        elif record["epoch"] >= warmup_epochs:
+            count += 1
+    return count
+
+
+def stop_reason(history: History, config: TrainConfig, metric: str = "neg_elbo") -> Optional[str]:
+    """Why the run stopped before config.epochs (early stopping: config.patience epochs without a better validation
+    figure), or None when it did not or has not."""
+    if not config.patience or not history:
+        return None
+    waited = epochs_without_improvement(history, metric, config.kl_warmup_epochs)
+    if waited < config.patience:
+        return None
+    best = selected_epoch(history, metric)
+    name = "-ELBO" if metric == "neg_elbo" else metric
+    return (f"stopped early after epoch {history[-1]['epoch']}: no better validation {name} for {waited} epochs "
+            f"(patience {config.patience}); the best, {history[best - 1][f'val_{metric}']:.4f}, was at epoch {best}")
+
+
+def selected_epoch(history: History, metric: str = "neg_elbo") -> int:
+    """The epoch a run chose: the one with the lowest validation figure (the first of equals), or the last epoch when
+    the run held out no validation split (nothing is chosen then)."""
+    scored = [(h[f"val_{metric}"], h["epoch"]) for h in history if f"val_{metric}" in h]
+    return min(scored)[1] if scored else history[-1]["epoch"]
+
+
+def _choose_and_score(run: _Run, test_data: Optional[Dataset], metric: str) -> dict[str, float]:
+    """Give the model the chosen epoch's weights, score test_data with them once (unless that epoch already was, by
+    test_every_epoch), and return the chosen epoch's record."""
+    model, history = run.model, run.state.history
+    chosen = selected_epoch(history, metric) if history else None
+    best_state = run.best_state
+    if chosen is not None and run.val_data is not None and chosen != history[-1]["epoch"] and best_state is None:
+        best_state = _best_from_file(run, chosen)
+    if best_state is not None and chosen != history[-1]["epoch"]:
+        model.load_state_dict(best_state)
+    elif run.ema is not None:  # the model carries the averaged weights, as load_checkpoint gives them back
         model.load_state_dict(run.ema.module.state_dict())
     model.to(memory_format=torch.contiguous_format).eval()  # as load_checkpoint builds it: same numbers after a reload
-    return run.state.history
+    if chosen is None:
+        return {}
+    record = history[chosen - 1]
+    if test_data is not None and not any(k.startswith("test_") for k in record):
+        record.update({f"test_{k}": v for k, v in evaluate(model, test_data, seed=run.config.seed).items()})
+    return record
+
+
+def _best_from_file(run: _Run, epoch: int) -> Optional[dict]:
+    """The weights of epoch `epoch` from OUT/best.pt (a resumed run whose best epoch came before this call), or None
+    (with a warning: the model keeps the last epoch's weights) where no such file is found."""
+    path = None if run.out_dir is None else run.out_dir / "best.pt"
+    if path is not None and path.is_file():
+        saved = read_checkpoint(path)
+        if len(saved.get("history", [])) == epoch:
+            return saved.get("ema_state") or saved["model_state"]  # the scored weights: the average, if any
+    print(f"vae_utils: the best validation epoch, {epoch}, came before this resume and no best.pt of it was found "
+          "beside the run: the model keeps the last epoch's weights", file=sys.stderr)
+    return None
 
 
 def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool) -> Tensor:
@@ -268,7 +369,9 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
     state, config = run.state, run.config
     order = torch.Generator()
     order.set_state(state.order_state)
-    permutation = torch.randperm(len(data), generator=order)
+    rows = run.train_rows
+    permutation = torch.randperm(len(data), generator=order) if rows is None else rows[
+        torch.randperm(len(rows), generator=order)]
     check_range = not isinstance(data, ImageDataset)  # uint8 / 255 lies in [0, 1] by construction
     world, me = world_size(), rank()
     start, interrupted = time.perf_counter(), None
@@ -385,7 +488,8 @@ def _agree(terms, n: int, stop: "_StopSignals", state: RunState) -> tuple[bool, 
 
 
 def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Tensor) -> dict[str, float]:
-    """Close the epoch's record, score the test split, and save last.pt (best.pt first when it improved)."""
+    """Close the epoch's record, score the validation split (and the test split only with test_every_epoch), and
+    save last.pt (best.pt first when the validation figure improved, or every epoch without a validation split)."""
     state = run.state
     if state.images == 0:
         raise NonFiniteLossError(f"every step of epoch {state.epoch} had a non-finite loss and was skipped; the "
@@ -393,7 +497,9 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
     metric = getattr(run.model, "best_metric", "neg_elbo")
     best = state.best(metric)
     record = state.finish_epoch(next_order_state)
-    if test_data is not None:
+    if run.val_data is not None:
+        record.update({f"val_{k}": v for k, v in evaluate(run.scored, run.val_data, seed=run.config.seed).items()})
+    if test_data is not None and run.config.test_every_epoch:
         record.update({f"test_{k}": v for k, v in evaluate(run.scored, test_data, seed=run.config.seed).items()})
     broken = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
     weights = [*run.model.parameters(), *(run.ema.module.parameters() if run.ema is not None else ())]
@@ -404,10 +510,12 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
                                  f"(lr={run.config.lr} too high?). {_last_good(run)}")
     if run.log is not None:
         run.log.epoch(record, run.global_step)
-        run.log.images(run.scored, test_data, record["epoch"], record["epoch"] == run.config.epochs, run.global_step,
-                       run.config.seed)
+        run.log.images(run.scored, run.val_data, record["epoch"], record["epoch"] == run.config.epochs,
+                       run.global_step, run.config.seed)
+    improved = run.val_data is None or record[f"val_{metric}"] < best
+    if improved and run.val_data is not None:
+        run.best_state = {k: v.detach().cpu().clone() for k, v in run.scored.state_dict().items()}
     if run.out_dir is not None:
-        improved = record.get(f"test_{metric}", math.inf) < best
         run.save(*(["best.pt"] if improved else []), "last.pt")  # best first: a kill between them leaves a good pair
     return record
 
@@ -494,10 +602,11 @@ def format_record(record: dict[str, float], epochs: int) -> str:
         return f"{record[prefix + total]:.2f}" + (f" ({', '.join(parts)})" if parts else "")
 
     line = f"epoch {record['epoch']:>3}/{epochs}  train {terms('train_', 'loss')}"
-    test_total = next((k[5:] for k in record if k.startswith("test_")), None)
-    if test_total is not None:
-        name = "-ELBO" if test_total == "neg_elbo" else test_total
-        line += f"  test {name} {terms('test_', test_total)}"
+    for split in ("val", "test"):  # the first key of each split is its total (evaluate's order)
+        total = next((k[len(split) + 1:] for k in record if k.startswith(f"{split}_")), None)
+        if total is not None:
+            name = "-ELBO" if total == "neg_elbo" else total
+            line += f"  {split} {name} {terms(f'{split}_', total)}"
     if record.get("skipped_steps"):
         line += f"  skipped {record['skipped_steps']} non-finite steps"
     if record.get("skipped_updates"):
@@ -583,6 +692,9 @@ def _read_resumable(path, model: nn.Module, config: TrainConfig, checksum: Optio
     done = len(state["history"])
     if done > config.epochs or (done == config.epochs and not allow_finished):
         raise ValueError(f"{path} has already trained {done} epochs; pass epochs > {done} to train further")
+    reason = stop_reason(state["history"], config, getattr(model, "best_metric", "neg_elbo"))
+    if reason is not None and not allow_finished:
+        raise ValueError(f"{path} has {reason}: pass a patience above {config.patience} to train further")
     return state
 
 

@@ -46,6 +46,7 @@ class IWAE(VAE):
     config_class = IWAEConfig
     total_name = "neg_iwae_bound"  # how `evaluate` names the total: -L_k with the training k
     best_metric = "neg_iwae_bound"
+    beta_refused = "the importance-weighted bound has no separate KL term to weigh"
 
     def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
              generator: Optional[torch.Generator] = None, check_range: bool = True,

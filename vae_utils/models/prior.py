@@ -76,7 +76,8 @@ class CodePrior(nn.Module):
 
     config_class = PriorConfig
     total_name = "prior_nll"  # how `evaluate` names the `total` term
-    best_metric = "bound"  # the test metric that picks best.pt
+    best_metric = "bound"  # the validation metric that picks best.pt
+    beta_refused = "a code prior has no KL term"
 
     def __init__(self, config: Optional[PriorConfig] = None, **overrides) -> None:
         super().__init__()

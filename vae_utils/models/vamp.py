@@ -91,9 +91,11 @@ class VampVAE(VAE):
         beta = 1.0 if config is None else config.beta * kl_warmup_factor(epochs_done, config.kl_warmup_epochs)
         c = self.config
         mu, logvar = self.encode(x)  # (B, D)
+        mu, logvar = mu.float(), logvar.float()  # z formed and log q(z|x) evaluated in fp32: under bf16 autocast a
+        # rounded z biases the Monte Carlo KL (by about -1.3 nats/image at posterior sd 0.01)
         z = self.reparameterize(mu, logvar, generator, batch_rows)
         recon = reconstruction_loss(self.decoder(z), x, c.likelihood, c.gaussian_std, check_range).mean()
-        kl = (diagonal_normal_log_prob(z.float(), mu.float(), logvar.float()) - self.log_prior(z)).mean()
+        kl = (diagonal_normal_log_prob(z, mu, logvar) - self.log_prior(z)).mean()
         return VampTerms(recon + beta * kl, recon, kl)
 
     def log_importance_weights(self, x: Tensor, k: int, generator: Optional[torch.Generator] = None, *,

@@ -207,7 +207,8 @@ class VQVAE(nn.Module):
 
     config_class = VQVAEConfig
     total_name = "objective"  # how `evaluate` names the `total` term
-    best_metric = "bound"  # the test metric that picks best.pt
+    best_metric = "bound"  # the validation metric that picks best.pt
+    beta_refused = "a VQ-VAE has no KL term (its commitment loss is weighed by --commitment)"
 
     def __init__(self, config: Optional[VQVAEConfig] = None, **overrides) -> None:
         super().__init__()

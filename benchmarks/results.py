@@ -1,0 +1,52 @@
+"""What every benchmark's results file holds, and the arithmetic of its tables: the machine, torch, the commit and the
+command beside the rows; mean ± sd over seeds; "met" only where the paper's figure lies inside mean ± 2 sd.
+
+    write_results("benchmarks/results/reproduce.json", rows, summary)   # from a benchmark script
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+import vae_utils as vu
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+
+
+def versus_paper(values: list[float], paper: Optional[float]) -> dict[str, Any]:
+    """Mean ± sd of the seeds' figures beside the paper's: met when the paper's figure lies inside mean ± 2 sd."""
+    mean, sd = mean_sd(values)
+    row = {"mean": round(mean, 3), "sd": round(sd, 3), "seeds": len(values), "paper": paper}
+    if paper is not None:
+        row.update(gap=round(mean - paper, 3), met=len(values) > 1 and abs(mean - paper) <= 2 * sd)
+    return row
+
+
+def record(**content: Any) -> dict[str, Any]:
+    """A results file's contents: where, when, with what and by which command, then the content."""
+    return {"machine": vu.repro.describe_cpu(), "torch": str(torch.__version__), **vu.checkpoints.manifest(),
+            "date": datetime.date.today().isoformat(),
+            "command": shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]]), **content}
+
+
+def write_results(path: Path, **content: Any) -> Path:
+    """Write record(**content) atomically as JSON to path; return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vu.files.atomic_write(path, lambda f: f.write((json.dumps(record(**content), indent=2) + "\n").encode()))
+    return path
