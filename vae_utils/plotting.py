@@ -34,19 +34,28 @@ TERM_TITLES = {"recon": "reconstruction", "kl": "KL", "neg_elbo": "-ELBO"}
 
 
 def plot_history(history: Sequence[dict], ax: Optional[Sequence[plt.Axes]] = None) -> Sequence[plt.Axes]:
-    """Train and test loss per epoch and each of its terms, one panel each (nats per image), for any model."""
+    """Train and validation loss per epoch and each of its terms, one panel each (nats per image), for any model;
+    the test curve too where every epoch has one (test_every_epoch), and the chosen epoch marked."""
     first = history[0]
-    test_total = next((k for k in first if k.startswith("test_")), None)  # evaluate names the total first
-    panels = [("train_loss", test_total, TERM_TITLES.get(test_total[5:], test_total[5:]) if test_total else "loss")]
-    panels += [(k, f"test_{k[6:]}", TERM_TITLES.get(k[6:], k[6:])) for k in first
+    scored = next((s for s in ("val", "test") if any(k.startswith(f"{s}_") for k in first)), None)
+    total = next((k.split("_", 1)[1] for k in first if scored and k.startswith(f"{scored}_")), None)  # evaluate
+    # names the total first
+    panels = [("train_loss", total, TERM_TITLES.get(total, total) if total else "loss")]
+    panels += [(k, k[6:], TERM_TITLES.get(k[6:], k[6:])) for k in first
                if k.startswith("train_") and k not in ("train_loss", "train_seconds")]
     if ax is None:
         _, ax = plt.subplots(1, len(panels), figsize=(13 * len(panels) / 3, 3.5))
     epochs = [h["epoch"] for h in history]
-    for a, (train_key, test_key, label) in zip(ax, panels):
+    chosen = next((h["epoch"] for h in history if total and f"val_{total}" in h and h[f"val_{total}"] == min(
+        r[f"val_{total}"] for r in history)), None)
+    for a, (train_key, term, label) in zip(ax, panels):
         a.plot(epochs, [h[train_key] for h in history], "o-", label="train")
-        if test_key is not None and all(test_key in h for h in history):
-            a.plot(epochs, [h[test_key] for h in history], "s-", label="test")
+        for split, marker in (("val", "s-"), ("test", "^-")):
+            key = f"{split}_{term}"
+            if term is not None and all(key in h for h in history):
+                a.plot(epochs, [h[key] for h in history], marker, label={"val": "validation", "test": "test"}[split])
+        if chosen is not None:
+            a.axvline(chosen, color="0.6", ls=":", label=f"chosen (epoch {chosen})")
         a.set_xlabel("epoch")
         a.set_ylabel("squared distance per image" if label == "commitment" else "nats per image")
         a.set_title(label)
