@@ -24,7 +24,7 @@ def register_model(kind: str) -> Callable[[Family], Family]:
 
     The class must have `config_class`, a dataclass with `to_dict()` and `from_dict(data, complete)`. It gets
     `kind`, and `total_name` ("loss") and `best_metric` (the total) unless it sets them: how `evaluate` names its
-    `loss(...).total` and which test metric picks best.pt. Defining the class again under the same kind (a
+    `loss(...).total` and which validation metric picks best.pt. Defining the class again under the same kind (a
     re-run notebook cell) replaces it; another class under a taken kind is an error.
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
