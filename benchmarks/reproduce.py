@@ -90,7 +90,12 @@ def main() -> None:
     recipe = vu.TrainConfig.recipe("paper-mlp", **overrides)
     train_ds, grey_test = vu.load_dataset("fashion-mnist", "train"), vu.load_dataset("fashion-mnist", "test")
     test = vu.binarize(grey_test, seed=0)
-    rows, summary = [], {}
+    rows, summary, spread = [], {}, None
+
+    def save() -> None:  # after every seed: a stopped run leaves the results it has
+        if args.json:
+            write_results(args.json, recipe=recipe.to_dict(), rows=rows, summary=summary, binarization_spread=spread)
+
     for kind in args.families:
         family = vu.model_class(kind)
         base = replace(recipe, model=family.config_class(**recipe.model.to_dict(), **FIELDS[kind]), model_kind=kind)
@@ -98,12 +103,15 @@ def main() -> None:
             rows.append(train_and_score(replace(base, seed=seed), args.out / kind / f"seed{seed}", train_ds, test,
                                         args.iwae_k))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "config"}), flush=True)
-        mine = [r for r in rows if r["family"] == kind]
-        summary[kind] = {"iwae_nll": versus_paper([r["iwae_nll"] for r in mine], PAPER.get(kind)),
-                         "test_neg_elbo": versus_paper([r["test_neg_elbo"] for r in mine], None),
-                         "epochs": [r["epochs"] for r in mine], "selected_epochs": [r["selected_epoch"] for r in mine]}
-    spread = binarization_spread(args.out / args.families[0] / "seed0", grey_test, args.draws, args.draws_k) \
-        if args.draws else None
+            mine = [r for r in rows if r["family"] == kind]
+            summary[kind] = {"iwae_nll": versus_paper([r["iwae_nll"] for r in mine], PAPER.get(kind)),
+                             "test_neg_elbo": versus_paper([r["test_neg_elbo"] for r in mine], None),
+                             "epochs": [r["epochs"] for r in mine],
+                             "selected_epochs": [r["selected_epoch"] for r in mine]}
+            save()
+        if spread is None and args.draws:
+            spread = binarization_spread(args.out / kind / "seed0", grey_test, args.draws, args.draws_k)
+            save()
 
     print(f"\n{vu.repro.describe_cpu()}; recipe paper-mlp: epoch cap {recipe.epochs}, patience {recipe.patience}, "
           f"val_size {recipe.val_size}, batch {recipe.batch_size}, lr {recipe.lr} constant, KL warm-up "
@@ -124,8 +132,7 @@ def main() -> None:
               f"{spread['neg_elbo_mean_sd'][0]:.2f} ± {spread['neg_elbo_mean_sd'][1]:.3f}, IWAE NLL (k={args.draws_k}) "
               f"{spread['iwae_nll_mean_sd'][0]:.2f} ± {spread['iwae_nll_mean_sd'][1]:.3f}")
     if args.json:
-        print("wrote", write_results(args.json, recipe=recipe.to_dict(), rows=rows, summary=summary,
-                                     binarization_spread=spread))
+        print("wrote", args.json)
 
 
 if __name__ == "__main__":
