@@ -47,14 +47,16 @@ benchmark-long: setup data
 	$(BIN)/python benchmarks/long_binarized.py --out runs/long
 
 benchmark-disentanglement: setup
-	$(BIN)/python benchmarks/disentanglement.py --train-images 150000 --epochs 2 --json runs/disentanglement.json
+	$(BIN)/python benchmarks/disentanglement.py --train-images 150000 --epochs 2 --seeds 5 \
+	  --json benchmarks/results/disentanglement.json
 
 benchmark-reproduce: setup data
-	$(BIN)/python benchmarks/reproduce.py --out runs/reproduce --json runs/reproduce.json
+	$(BIN)/python benchmarks/reproduce.py --seeds 3 --out runs/reproduce --json benchmarks/results/reproduce.json
 
 benchmark-hierarchical: setup data
 	$(BIN)/python benchmarks/hierarchical.py default
-	$(BIN)/python benchmarks/hierarchical.py binarized --recipe ladder-binarized --out runs/ladder-binarized
+	$(BIN)/python benchmarks/hierarchical.py binarized --recipe ladder-binarized --out runs/ladder-binarized --seeds 3 \
+	  --json benchmarks/results/ladder-binarized.json
 
 setup: $(VENV)/.installed
 

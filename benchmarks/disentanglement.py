@@ -1,26 +1,32 @@
 """Disentanglement on dSprites with one CPU budget: VAE, β-VAE (β=4) and β-TCVAE (β_TC=6) on the same images,
-scored by the mutual information gap (MIG; Chen et al., 2018), the -ELBO and the reconstruction term.
+scored by the mutual information gap (MIG; Chen et al., 2018), the -ELBO and the reconstruction term, over seeds.
 
     python benchmarks/disentanglement.py [--dataset dsprites-generated] [--train-images 150000] [--epochs 2]
-                                         [--test-images 10000] [--json runs/disentanglement.json]
-                                         [--out runs/disentanglement] [--skip-training]
+                                         [--seeds 5] [--test-images 10000] [--out runs/disentanglement]
+                                         [--json benchmarks/results/disentanglement.json] [--skip-training]
 
-Chen et al. find β-TCVAE >= β-VAE > VAE in MIG; that order is the target this prints as reached or not. Every model
-sees the same images in the same order (one seed); the table gives the budget (images seen, seconds). It writes
-generated_images/disentanglement_traversals.png: for each model, its five most informative latent dimensions
-traversed from -2.5 to 2.5 around one test image.
+Chen et al. find β-TCVAE >= β-VAE > VAE in MIG; that order, on the means over seeds, is the target this prints as
+reached or not. Locatello et al. (2019) show seed variance as large as the differences between objectives, so every
+model trains with seeds 0 ... S-1 (each its own initial weights and data order; with a seed, the three models see
+the same images in the same order) and the table gives mean ± sd with the budget (images seen, seconds). A seed's
+scores are kept in OUT/<kind>-<n>/seed<s>/result.json, so a second call only trains what is missing. It writes
+generated_images/disentanglement_traversals.png: for each model (seed 0), its five most informative latent
+dimensions traversed from -2.5 to 2.5 around one test image.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-import vae_utils as vu
+sys.path.insert(0, str(Path(__file__).parent))
+import vae_utils as vu  # noqa: E402
+from results import mean_sd, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = (("VAE", "vae", {}, {}), ("β-VAE (β=4)", "vae", {}, {"beta": 4.0}),
@@ -35,59 +41,82 @@ def main() -> None:
                                                                           "uniform sample of the grid)")
     parser.add_argument("--test-images", type=int, default=10_000, help="images MIG and the -ELBO are scored on")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 ... S-1 per model (default 5)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results file here (e.g. "
+                        "benchmarks/results/disentanglement.json)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "disentanglement",
-                        help="each model's checkpoints go to OUT/<kind>-<n>/ (overwritten)")
+                        help="each model's checkpoints go to OUT/<kind>-<n>/seed<s>/")
     parser.add_argument("--skip-training", action="store_true", help="score the models saved in --out as they are")
     args = parser.parse_args()
 
     train_ds = vu.load_dataset(args.dataset, "train", root=args.data_dir, subset=args.train_images)
     test_ds = vu.load_dataset(args.dataset, "test", root=args.data_dir, subset=args.test_images)
-    base = vu.TrainConfig.for_dataset(args.dataset, epochs=args.epochs, seed=args.seed)
     rows, pictures = [], []
-    for i, (label, kind, fields, train_fields) in enumerate(MODELS):
-        family = vu.model_class(kind)
-        model_config = family.config_class(**base.model.to_dict(), **fields).for_training_set(len(train_ds))
-        config = replace(base, model=model_config, model_kind=kind, **train_fields)
-        folder = args.out / f"{kind}-{i}"
-        start = time.perf_counter()
-        if args.skip_training:
-            model, history = vu.load_checkpoint(folder / "last.pt"), vu.read_checkpoint(folder / "last.pt")["history"]
-        else:
-            vu.set_seed(config.seed)
-            model = family(model_config)
-            history = vu.train(model, train_ds, None, config, out_dir=folder, overwrite=True)
-        wall = time.perf_counter() - start
-        terms = vu.evaluate(model, test_ds, seed=args.seed)  # the -ELBO with beta = 1 for every family
-        score = vu.mig(model, test_ds)
-        rows.append({"model": label, "kind": kind, **fields, **train_fields, "mig": score["mig"],
-                     "mig_per_factor": score["mig_per_factor"], "neg_elbo": terms["neg_elbo"],
-                     "recon": terms["recon"], "kl": terms["kl"], "images_seen": len(train_ds) * args.epochs,
-                     "train_seconds": sum(h["train_seconds"] for h in history), "wall_seconds": wall})
-        print(json.dumps(rows[-1]), flush=True)
-        pictures.append(_traversal(model, test_ds))
+    for seed in range(args.seeds):
+        base = vu.TrainConfig.for_dataset(args.dataset, epochs=args.epochs, seed=seed)
+        for i, (label, kind, fields, train_fields) in enumerate(MODELS):
+            family = vu.model_class(kind)
+            model_config = family.config_class(**base.model.to_dict(), **fields).for_training_set(len(train_ds))
+            config = replace(base, model=model_config, model_kind=kind, **train_fields)
+            rows.append(_train_and_score(label, config, args.out / f"{kind}-{i}" / f"seed{seed}", train_ds, test_ds,
+                                         args.skip_training))
+            print(json.dumps(rows[-1]), flush=True)
+            if seed == 0:
+                pictures.append(_traversal(vu.load_checkpoint(args.out / f"{kind}-{i}" / "seed0" / "last.pt"),
+                                           test_ds))
+        if args.json:  # after every seed: a stopped run leaves the results it has
+            write_results(args.json, dataset=args.dataset, train_images=len(train_ds), epochs=args.epochs,
+                          test_images=len(test_ds), rows=rows, summary=_summary(rows))
 
     path = vu.save_images(torch.cat(pictures), ROOT / "generated_images" / "disentanglement_traversals.png", nrow=11)
-    print(f"\n{args.dataset}: {len(train_ds):,} training images x {args.epochs} epochs per model, MIG on "
-          f"{len(test_ds):,} test images ({vu.disentanglement.MIG_BINS} bins); traversals in "
+    print(f"\n{args.dataset}: {len(train_ds):,} training images x {args.epochs} epochs per model, {args.seeds} seeds, "
+          f"MIG on {len(test_ds):,} test images ({vu.disentanglement.MIG_BINS} bins); traversals (seed 0) in "
           f"{path.relative_to(ROOT)}\n")
-    print("| model | MIG | shape | scale | orientation | pos x | pos y | -ELBO | recon | KL | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        f = r["mig_per_factor"]
-        print(f"| {r['model']} | {r['mig']:.3f} | {f['shape']:.2f} | {f['scale']:.2f} | {f['orientation']:.2f} | "
-              f"{f['pos_x']:.2f} | {f['pos_y']:.2f} | {r['neg_elbo']:.2f} | {r['recon']:.2f} | {r['kl']:.2f} | "
-              f"{r['train_seconds']:.0f} |")
-    vae, beta, tc = (r["mig"] for r in rows)
+    print("| model | MIG | shape | scale | orientation | pos x | pos y | -ELBO | KL | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    summary = _summary(rows)
+    for label, s in summary.items():
+        cells = [f"{s[k][0]:.3f} ± {s[k][1]:.3f}" for k in ("mig", "shape", "scale", "orientation", "pos_x", "pos_y")]
+        print(f"| {label} | {' | '.join(cells)} | {s['neg_elbo'][0]:.2f} ± {s['neg_elbo'][1]:.2f} | "
+              f"{s['kl'][0]:.2f} | {s['train_seconds'][0]:.0f} |")
+    vae, beta, tc = (s["mig"][0] for s in summary.values())
     met = tc >= beta > vae
-    print(f"\ntarget (Chen et al.'s order) β-TCVAE >= β-VAE > VAE in MIG: {'met' if met else 'not met'} "
-          f"({tc:.3f}, {beta:.3f}, {vae:.3f})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"dataset": args.dataset, "train_images": len(train_ds),
-                                               "epochs": args.epochs, "test_images": len(test_ds), "rows": rows,
-                                               "target_met": met}, indent=2))
+    print(f"\ntarget (Chen et al.'s order) β-TCVAE >= β-VAE > VAE in mean MIG over {args.seeds} seeds: "
+          f"{'met' if met else 'not met'} ({tc:.3f}, {beta:.3f}, {vae:.3f})")
+
+
+def _train_and_score(label: str, config: vu.TrainConfig, folder: Path, train_ds, test_ds, skip_training: bool) -> dict:
+    """Train one model (or read back its scores, or score the saved model) and return its row."""
+    result = folder / "result.json"
+    if result.is_file() and json.loads(result.read_text()).get("config") == config.to_dict():
+        return json.loads(result.read_text())
+    start = time.perf_counter()
+    if skip_training:
+        model, history = vu.load_checkpoint(folder / "last.pt"), vu.read_checkpoint(folder / "last.pt")["history"]
+    else:
+        vu.set_seed(config.seed)
+        model = vu.model_class(config.model_kind)(config.model)
+        history = vu.train(model, train_ds, None, config, out_dir=folder, overwrite=True)
+    wall = time.perf_counter() - start
+    terms = vu.evaluate(model, test_ds, seed=config.seed)  # the -ELBO with beta = 1 for every family
+    score = vu.mig(model, test_ds)
+    row = {"model": label, "kind": config.model_kind, "seed": config.seed, "beta": config.beta, "mig": score["mig"],
+           "mig_per_factor": score["mig_per_factor"], "neg_elbo": terms["neg_elbo"], "recon": terms["recon"],
+           "kl": terms["kl"], "images_seen": len(train_ds) * config.epochs,
+           "train_seconds": sum(h["train_seconds"] for h in history), "wall_seconds": wall, "config": config.to_dict()}
+    vu.files.atomic_write(result, lambda f: f.write(json.dumps(row, indent=2).encode()))
+    return row
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Per model: [mean, sd] over its seeds of MIG, each factor's gap, the -ELBO, the KL and the training time."""
+    summary = {}
+    for label in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == label]
+        values = {"mig": [r["mig"] for r in mine], **{f: [r["mig_per_factor"][f] for r in mine] for f in
+                  mine[0]["mig_per_factor"]}, **{k: [r[k] for r in mine] for k in ("neg_elbo", "kl", "train_seconds")}}
+        summary[label] = {k: [round(x, 4) for x in mean_sd(v)] for k, v in values.items()} | {"seeds": len(mine)}
+    return summary
 
 
 def _traversal(model: torch.nn.Module, test_ds: vu.ImageDataset, dims: int = 5) -> torch.Tensor:

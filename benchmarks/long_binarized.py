@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import vae_utils as vu
+from protocol import protocol_run  # benchmarks/ is the script's folder, first on sys.path
 
 PUBLISHED_NLL = 228.70  # vanilla VAE, standard normal prior, dynamically binarized Fashion-MNIST (Exemplar VAE)
 MAX_TRAIN_S, MAX_EVAL_S = 30 * 60, 20 * 60  # issue #10, on a 2-core CPU
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--iwae-k", type=int, default=5000)
     parser.add_argument("--check-images", type=int, default=200, help="test images scored in bf16 and fp32 both")
     parser.add_argument("--test-images", type=int, default=None, help="score the first N test images (default all)")
-    parser.add_argument("--skip-training", action="store_true", help="score OUT/last.pt as it is")
+    parser.add_argument("--skip-training", action="store_true", help="score OUT/best.pt as it is")
     parser.add_argument("--train-only", action="store_true", help="train (or finish training), do not score")
     parser.add_argument("--compile", action="store_true", help="train with TrainConfig(compile=True)")
     args = parser.parse_args()
@@ -53,23 +54,15 @@ def main() -> None:
                                                                     {"epochs": args.epochs}))
     train_ds, grey_test = vu.load_dataset("fashion-mnist", "train"), vu.load_dataset("fashion-mnist", "test")
     test = vu.binarize(grey_test, seed=0)
-    last = args.out / "last.pt"
-    if not args.skip_training:
-        vu.set_seed(config.seed)
-        model = vu.VAE(config.model)
-        done = len(vu.read_checkpoint(last)["history"]) if last.is_file() else 0
-        if done < config.epochs:
-            vu.train(model, train_ds, test, config, out_dir=args.out, resume=last if done else None)
+    model, history, chosen = protocol_run(config, args.out, train_ds, test, args.skip_training)
     if args.train_only:
         return
-    saved = vu.read_checkpoint(last)
-    model = vu.load_checkpoint(last)
-    history = saved["history"]
     result = {"cpu": vu.repro.describe_cpu(), "torch": torch.__version__,
               "precision": vu.resolve_precision("auto", torch.device("cpu")), "epochs": len(history),
-              "compile": saved["train_config"].get("compile", False),
-              "train_seconds": round(sum(h["train_seconds"] for h in history), 1),
-              "test_neg_elbo": history[-1]["test_neg_elbo"], "parameters": sum(p.numel() for p in model.parameters())}
+              "selected_epoch": chosen["epoch"], "stopped": vu.stop_reason(history, config) or "epoch cap",
+              "compile": config.compile, "train_seconds": round(sum(h["train_seconds"] for h in history), 1),
+              "val_neg_elbo": chosen["val_neg_elbo"], "test_neg_elbo": chosen["test_neg_elbo"],
+              "parameters": sum(p.numel() for p in model.parameters())}
     result.update(precision_check(model, test.subset(args.check_images), args.iwae_k))
     start = time.perf_counter()
     scored = test.subset(args.test_images)

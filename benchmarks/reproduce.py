@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import vae_utils as vu  # noqa: E402
+from protocol import protocol_run  # noqa: E402
 from results import mean_sd, versus_paper, write_results  # noqa: E402
 
 PAPER = {"vae": 228.70, "vamp": 227.35}  # Exemplar VAE, Table 1, dynamic binarization (no IWAE figure there)
@@ -38,12 +39,7 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
         saved = json.loads(result_file.read_text())
         if saved.get("config") == config.to_dict() and saved.get("iwae_k") == iwae_k:
             return saved
-    last = out / "last.pt"
-    vu.set_seed(config.seed)
-    model = vu.model_class(config.model_kind)(config.model)
-    history = vu.train(model, train_ds, test, config, out_dir=out, resume=last if last.is_file() else None,
-                       allow_finished=True)  # the model comes back with the chosen epoch's weights
-    chosen = history[vu.selected_epoch(history) - 1]
+    model, history, chosen = protocol_run(config, out, train_ds, test)  # the chosen epoch's weights
     start = time.perf_counter()
     nll = vu.iwae_nll(model, test, k=iwae_k, precision="fp32", progress=True)
     result = {"family": config.model_kind, "seed": config.seed, "epochs": len(history), "selected_epoch":

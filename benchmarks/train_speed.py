@@ -85,7 +85,8 @@ def train_default(epochs: int, seed: int, root: str, device: torch.device, name:
                   log: bool = False, compile: bool = False) -> dict:
     """vae_utils' defaults (TrainConfig()), the recipe of the notebook; log=True also writes its TensorBoard log,
     compile=True trains with TrainConfig(compile=True)."""
-    config = vu.TrainConfig(epochs=epochs, seed=seed, compile=compile)
+    config = vu.TrainConfig(epochs=epochs, seed=seed, compile=compile,
+                            test_every_epoch=True)  # the peers' per-epoch test curve, beside theirs; chooses nothing
     train_ds, test = vu.load_dataset(config.dataset, "train", root=root), vu.load_dataset(config.dataset, "test", root=root)
     vu.set_seed(seed)
     model = vu.VAE(config.model)
