@@ -47,13 +47,14 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     if magic != b"PK\x03\x04":  # torch.save has written zip archives since torch 1.6; vae_utils writes nothing else
         raise CheckpointError(f"{path} is not a vae_utils checkpoint: it is not a zip archive as torch.save writes "
                               "(a plain pickle or another format); use a checkpoint written by vae_utils")
+    _check_map_location(map_location)
     try:
         with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: the one line below says it all
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises anything from KeyError to RuntimeError; its text advises
         # weights_only=False, which vae_utils never shows
-        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+        if isinstance(err, pickle.UnpicklingError) and UNSUPPORTED_GLOBAL in str(err).lower():
             raise CheckpointError(f"{path} holds objects that would run code when loaded ({_first_line(err)}); "
                                   "vae_utils refuses to load it: use a checkpoint written by vae_utils") from None
         raise CheckpointError(f"{path} is not a readable vae_utils checkpoint: it is not a file written by "
@@ -72,8 +73,23 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return payload
 
 
+UNSUPPORTED_GLOBAL = "unsupported global"  # torch's refusal of a global under weights_only, in any case ("Unsupported
+# global" before torch 2.14, "unsupported GLOBAL" since)
+
+
+def _check_map_location(map_location: Union[str, torch.device]) -> None:
+    """ValueError naming the device when map_location asks for CUDA on a machine without it (not the file's fault)."""
+    try:
+        device = torch.device(map_location) if isinstance(map_location, (str, torch.device)) else None
+    except RuntimeError:
+        raise ValueError(f"map_location={map_location!r} is not a device: pass 'cpu', 'cuda' or 'cuda:N'") from None
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r}, but this machine has no CUDA device "
+                         "(torch.cuda.is_available() is False): load it with map_location='cpu'")
+
+
 PRETRAINED = {  # the committed runs: name -> file in the checkout's saved_models/
-    "fashion-mnist-vae": "fashion-mnist-vae.pt",  # the main notebook's VAE (test -ELBO 239.56)
+    "fashion-mnist-vae": "fashion-mnist-vae.pt",  # the main notebook's VAE (test -ELBO 240.60)
     "fashion-mnist-vqvae-prior": "fashion-mnist-vqvae-prior.pt",  # the VQ-VAE and its transformer prior
 }
 PRETRAINED_DIRS = (Path(__file__).resolve().parent.parent / "saved_models",  # a checkout (pip install -e .)
@@ -82,7 +98,7 @@ PRETRAINED_DIRS = (Path(__file__).resolve().parent.parent / "saved_models",  # a
 
 def pretrained(name: str, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
     """A committed model by name (see PRETRAINED), from any working directory, in eval mode."""
-    if name not in PRETRAINED:
+    if not isinstance(name, str) or name not in PRETRAINED:
         raise ValueError(f"no pretrained model {name!r}: known are {sorted(PRETRAINED)}")
     for folder in PRETRAINED_DIRS:
         if (folder / PRETRAINED[name]).is_file():
@@ -190,5 +206,5 @@ def _git_commit() -> Optional[str]:
 
 def _first_line(err: BaseException) -> str:
     """The line of torch's unpickling error that names what was refused, without its advice."""
-    lines = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+    lines = [line.strip() for line in str(err).splitlines() if UNSUPPORTED_GLOBAL in line.lower()]
     return (lines[0].replace("WeightsUnpickler error: ", "") if lines else "an unsupported object")[:200]

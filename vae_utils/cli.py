@@ -219,6 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from . import commands as run  # the work: torchvision, the data, training and evaluation code
     from . import pictures
+    from .compiling import CompileUnavailableError
     from .training import NonFiniteLossError, TrainingInterrupted
 
     commands = {"train": run.run_train, "train-prior": run.run_train_prior, "evaluate": run.run_evaluate,
@@ -229,7 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         result = commands[args.command](args)
         main_process = is_main()
-    except (ValueError, OSError) as err:  # bad input, missing data, unwritable output, a bad checkpoint
+    except (ValueError, OSError, CompileUnavailableError) as err:  # bad input, missing data, unwritable output, a bad
+        # checkpoint, no working compiler for --compile
         parser.exit(2, f"error: {_one_line(err)}\n")
     except NonFiniteLossError as err:
         parser.exit(1, f"error: {_one_line(err)}\n")

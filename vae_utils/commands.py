@@ -174,14 +174,15 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
         model = model_class(config.model_kind)(config.model)
     if config.binarize:
         test_ds = binarize(test_ds, seed=0)
-    if saved is not None and _finished_history(saved, config) is not None:  # killed after its last checkpoint
-        print(f"{args.resume} has already finished training; writing {out / 'metrics.json'} from it",
-              file=sys.stderr)
+    finished = saved is not None and _finished_history(saved, config) is not None  # killed after its last checkpoint
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result only
         # a finished run goes through every check of a resume (lock, folder, settings), then trains nothing
         history = train(model, train_ds, test_ds, config, out_dir=out, resume=args.resume, overwrite=args.overwrite,
                         progress=not args.quiet, allow_finished=True,
                         log_dir=None if getattr(args, "no_tensorboard", False) else out / "tensorboard")
+    if finished:  # said once every check has passed: a refused resume writes nothing
+        print(f"{args.resume} has already finished training; writing {out / 'metrics.json'} from it",
+              file=sys.stderr)
     metric = getattr(model, "best_metric", "neg_elbo")
     chosen = selected_epoch(history, metric)
     metrics = {

@@ -11,9 +11,12 @@ warns and runs the step eagerly: the same numbers, without the speed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -26,20 +29,36 @@ class CompileUnavailableError(RuntimeError):
 
 
 def cpp_compiler() -> str:
-    """The C++ compiler inductor's CPU backend will use (its own search: $CXX, then g++), or raise with what to do."""
+    """The C++ compiler inductor's CPU backend will use (its own search: $CXX, then g++), checked by compiling a
+    one-line file with it; or raise with what to do."""
+    name = None
     try:
         from torch._inductor import cpp_builder  # private: torch gives no public way to ask
-        return cpp_builder.get_cpp_compiler()
+        name = cpp_builder.get_cpp_compiler()
     except ImportError:  # a torch that moved it: look for the usual names ourselves
-        for name in (os.environ.get("CXX"), "g++", "clang++"):
-            if name and shutil.which(name):
-                return name
+        name = next((n for n in (os.environ.get("CXX"), "g++", "clang++") if n and shutil.which(n)), None)
     except (RuntimeError, subprocess.SubprocessError, OSError):
         pass
+    if name is not None and compiles(name):
+        return name
+    found = f" ({name} compiles nothing)" if name is not None else ""
     raise CompileUnavailableError(
-        "compile=True needs a C++ compiler for torch.compile's CPU backend (inductor) and none works here: install "
-        "one (`apt-get install g++` on Debian/Ubuntu, Xcode's command line tools on macOS) or name it in $CXX, "
-        + NO_COMPILE)
+        f"compile=True needs a C++ compiler for torch.compile's CPU backend (inductor) and none works here{found}: "
+        "install one (`apt-get install g++` on Debian/Ubuntu, Xcode's command line tools on macOS) or name it in "
+        "$CXX, " + NO_COMPILE)
+
+
+@functools.lru_cache(maxsize=None)
+def compiles(cxx: str) -> bool:
+    """Whether cxx turns a one-line C++ file into a non-empty object file (a stand-in such as /bin/true does not)."""
+    with tempfile.TemporaryDirectory(prefix="vae_utils-cxx-") as folder:
+        out = Path(folder) / "probe.o"
+        try:
+            done = subprocess.run([cxx, "-x", "c++", "-c", "-", "-o", str(out)], input=b"int probe() { return 1; }\n",
+                                  capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return done.returncode == 0 and out.is_file() and out.stat().st_size > 0
 
 
 def check_compilable(device: torch.device) -> None:

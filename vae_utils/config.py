@@ -21,6 +21,8 @@ ON_NONFINITE = ("stop", "skip")
 # Evaluation limits, checked before any work (metrics.py, report.py and the command line)
 MAX_IWAE_K = 100_000  # papers use 5,000; more only costs time
 MAX_SAMPLES = 100_000  # samples held in memory for the Fréchet distance
+MAX_DECODED_PER_STEP = 1 << 28  # decoder outputs one training step may hold (batch x samples x values per image):
+# 268 M, about 1 GB in fp32 before gradients (IWAE k=5000 at batch 256 would be 1.0 G and die in the allocator)
 PR_K = 3  # neighbours of improved precision/recall (Kynkäänniemi et al., 2019)
 ACTIVE_GROUP_NATS = 0.1  # a group of latents whose KL averages less than this (nats per image) carries nothing
 
@@ -124,6 +126,13 @@ class TrainConfig(Config):
         check_int(self.patience, "patience", 0, 100_000)
         check(self.patience == 0 or self.val_size > 0, "patience", self.patience,
               "0 without a validation split: early stopping watches the validation figure, so pass val_size too")
+        samples = getattr(self.model, "samples_per_image", lambda: 1)()  # the IWAE decodes k samples per image
+        shape = (getattr(self.model, "in_channels", 1), getattr(self.model, "image_size", 28))
+        per_step = self.batch_size * samples * shape[0] * shape[1] ** 2
+        check(per_step <= MAX_DECODED_PER_STEP, "batch_size", self.batch_size,
+              f"at most {MAX_DECODED_PER_STEP // (samples * shape[0] * shape[1] ** 2):,} with {samples:,} samples per "
+              f"image: a step decodes batch_size x k images ({per_step:,} values, several GB with their gradients); "
+              "lower batch_size or k")
         if self.subset is not None:
             check_int(self.subset, "subset", 1, 1 << 40)
         check(self.data_root is None or isinstance(self.data_root, str), "data_root", self.data_root,
@@ -263,9 +272,22 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+MAX_VALUE_CHARS = 80  # a value shown in an error message is cut to this many characters (a forged file's list of a
+# million entries stays one readable line)
+
+
+def short_repr(value: Any) -> str:
+    """repr(value), cut to MAX_VALUE_CHARS with its length said where it is longer."""
+    text = repr(value)
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    size = f", {len(value):,} entries" if isinstance(value, (list, tuple, dict, str)) else ""
+    return f"{text[:MAX_VALUE_CHARS]}... ({len(text):,} characters{size})"
+
+
 def check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: expected {allowed}")
+        raise ValueError(f"{name}={short_repr(value)} is not allowed: expected {allowed}")
 
 
 def check_int(value: Any, name: str, low: int, high: int) -> None:

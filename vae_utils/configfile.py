@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Union
 
-from .config import PRESETS, RECIPES, TrainConfig
+from .config import PRESETS, RECIPES, TrainConfig, short_repr
 from .files import atomic_write
 from .registry import UnknownModelError, model_class
 
@@ -28,8 +28,19 @@ def to_toml(config: TrainConfig) -> str:
     None values are left out (TOML has no null: reading the file back gives the default, None)."""
     data = config.to_dict()
     model = data.pop("model")
-    lines = [f"{key} = {_value(value)}" for key, value in data.items() if value is not None]
+    lines = [f"{key} = {_value(value)}" if _utf8(value) else
+             f"# {key} left out: its value is not UTF-8 text (a file name's bytes), which TOML cannot hold; give it "
+             f"on the command line (for data_root: --data-dir)" for key, value in data.items() if value is not None]
     return "\n".join(lines + _table("model", model)) + "\n"
+
+
+def _utf8(value: Any) -> bool:
+    """False for a string that UTF-8 cannot encode (the surrogates that stand for a file name's undecodable bytes)."""
+    try:
+        str(value).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _table(name: str, data: dict) -> list[str]:
@@ -51,7 +62,8 @@ def _value(value: Any) -> str:
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, int):
         return str(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string: JSON's escapes are TOML's
+    # a TOML basic string: JSON's escapes are TOML's; DEL, which JSON leaves raw and TOML refuses, escaped too
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007F")
 
 
 def read_config_file(path: PathLike) -> dict[str, Any]:
@@ -73,9 +85,11 @@ def config_from_file(path: PathLike, **overrides: Any) -> TrainConfig:
     fields, and `model` as a dict of model fields) win over the file. Unknown keys, wrong types and values out of
     range are one-line errors naming the key and the file."""
     data = read_config_file(path)
-    model_fields = dict(data.pop("model", {}) or {})
+    model_fields = data.pop("model", {}) or {}
     if not isinstance(model_fields, dict):
-        raise ValueError(f"{path}: 'model' must be a table ([model]) of the family's fields")
+        raise ValueError(f"{path}: 'model' must be a table ([model]) of the family's fields, not "
+                         f"{type(model_fields).__name__} {short_repr(model_fields)}")
+    model_fields = dict(model_fields)
     model_fields.update(overrides.pop("model", {}) or {})
     data.update(overrides)
     known = {f.name for f in fields(TrainConfig)} - {"model"}
@@ -101,6 +115,21 @@ def config_from_file(path: PathLike, **overrides: Any) -> TrainConfig:
     except (TypeError, ValueError) as err:  # the dataclasses' checks name the field: "epochs=0 is not allowed: ..."
         key = str(err).split("=", 1)[0].strip()
         raise ValueError(f"{path}: {'model.' if key in model_fields and key not in data else ''}{err}") from None
+
+
+def check_config_file(path: Path, config: TrainConfig, resuming: bool, overwrite: bool) -> None:
+    """FileExistsError when a fresh run would replace a config.toml it did not write (e.g. `train --config
+    exp/config.toml --out exp`, whose comments would be lost), unless overwrite; the same text is no loss."""
+    if resuming or overwrite or not path.is_file():
+        return
+    try:
+        same = path.read_text() == to_toml(config)
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        raise FileExistsError(f"{path} exists and this run would replace it with its own settings: pass --overwrite "
+                              "(overwrite=True) to replace it, or write the run elsewhere (e.g. train --config "
+                              f"{path} --out runs/NAME)")
 
 
 def write_config(config: TrainConfig, path: PathLike, header: str = "") -> Path:

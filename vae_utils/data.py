@@ -244,7 +244,8 @@ def load_dataset(
                                memory_map)
     else:
         loader = _load_idx if key in ("mnist", "fashion-mnist") else _load_torchvision_arrays
-        dataset = _resized(loader(key, split, root, download), preprocess)
+        dataset = _resized(loader(key, split, root, download).subset(subset), preprocess)  # the subset first: only
+        # its images are resized
     return dataset.subset(subset)
 
 
@@ -494,7 +495,7 @@ def _writable(folder: Path) -> bool:
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:12]  # the name's bytes: any file name works
 
 
 def check_idx_file(path: Path, source: Optional[Path] = None) -> tuple[int, ...]:

@@ -7,6 +7,8 @@ the same images (README "Data" says how they differ): data sets built from them 
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Union
 
@@ -98,27 +100,53 @@ def generate(split: str) -> tuple[Tensor, Tensor]:
 
 def read_release(path: Union[str, Path], split: str) -> tuple[Tensor, Tensor]:
     """(images (N, 1, 64, 64) uint8 in {0, 255}, factor indices (N, 6)) of a split of the released npz file;
-    ValueError naming what is wrong when the file is not the release's (keys, shapes, values)."""
+    ValueError naming the file and what is wrong when it is not the release's (keys, shapes, dtypes, values, a
+    damaged or truncated archive). Each member's header is read and checked before its data, so a forged file never
+    makes the loader allocate more than the release's arrays."""
     path = Path(path)
+    n = math.prod(FACTOR_SIZES)
+    expected = {"imgs": (n, SIDE, SIDE), "latents_classes": (n, len(FACTOR_SIZES))}
+    headers = _member_headers(path)
+    missing = sorted(set(expected) - set(headers))
+    if missing:
+        raise ValueError(f"{path} lacks the key(s) {missing} of the dSprites release (it has {sorted(headers)}): "
+                         f"use the released {RELEASE_FILE}")
+    for key, shape in expected.items():
+        found, dtype = headers[key]
+        if found != shape or dtype.hasobject or dtype.kind not in "iub":
+            raise ValueError(f"{path}: {key} holds {dtype} of shape {found}; the release has integers of shape "
+                             f"{shape}: use the released {RELEASE_FILE}")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable .npz file ({err}): download {RELEASE_FILE} again from "
-                         "https://github.com/google-deepmind/dsprites-dataset") from None
-    with archive:
-        missing = sorted({"imgs", "latents_classes"} - set(archive.files))
-        if missing:
-            raise ValueError(f"{path} lacks the key(s) {missing} of the dSprites release (it has {archive.files}): "
-                             f"use the released {RELEASE_FILE}")
-        n = math.prod(FACTOR_SIZES)
-        imgs, classes = archive["imgs"], archive["latents_classes"]
-    if imgs.shape != (n, SIDE, SIDE) or classes.shape != (n, len(FACTOR_SIZES)):
-        raise ValueError(f"{path}: imgs has shape {imgs.shape} and latents_classes {classes.shape}; the release has "
-                         f"({n}, {SIDE}, {SIDE}) and ({n}, {len(FACTOR_SIZES)}): use the released {RELEASE_FILE}")
+        with np.load(path, allow_pickle=False) as archive:
+            imgs, classes = archive["imgs"], archive["latents_classes"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise ValueError(f"{path} is damaged or truncated (a member ends early or fails its checksum): download "
+                         f"{RELEASE_FILE} again from https://github.com/google-deepmind/dsprites-dataset") from None
     factors = torch.from_numpy(np.asarray(classes, dtype=np.int64))
     if not bool(((factors >= 0) & (factors < torch.tensor(FACTOR_SIZES))).all()) or imgs.max() > 1:
         raise ValueError(f"{path}: factor indices outside the grid {FACTOR_SIZES} or pixels other than 0/1: use the "
                          f"released {RELEASE_FILE}")
     rows = split_rows(split)
-    images = torch.from_numpy(imgs[rows.numpy()]).unsqueeze(1).mul_(255)
+    images = torch.from_numpy(np.ascontiguousarray(imgs[rows.numpy()], dtype=np.uint8)).unsqueeze(1).mul_(255)
     return images, factors[rows]
+
+
+def _member_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, dtype)} of every .npy member of the npz at path, from the members' headers alone."""
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                headers[member[:-len(".npy")]] = (tuple(shape), dtype)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise ValueError(f"{path} is not a readable .npz file (not a zip archive of .npy arrays, or damaged): "
+                         f"download {RELEASE_FILE} again from https://github.com/google-deepmind/dsprites-dataset"
+                         ) from None
+    return headers

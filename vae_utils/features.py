@@ -132,8 +132,13 @@ def load_or_train_classifier(path: Union[str, Path, None], train_data: ImageData
         try:
             state = read_checkpoint(path, map_location=device)
             model = model_from_checkpoint(state, path, device, kind=FeatureClassifier.kind)
+            if model.config.in_channels != train_data.image_shape[0]:
+                raise ValueError(f"it reads images of {model.config.in_channels} channel(s), these have "
+                                 f"{train_data.image_shape[0]}")
+            with torch.no_grad():  # one image through it: a classifier for another image size fails here, not later
+                model(test_data[0][0].unsqueeze(0).to(device))
             return model, float(state["test_accuracy"])
-        except (CheckpointError, KeyError, TypeError, ValueError, OSError) as err:
+        except (CheckpointError, KeyError, TypeError, ValueError, OSError, RuntimeError) as err:
             if named:
                 raise CheckpointError(f"{path} is not a usable feature classifier ({_one_line(err)}); it is left "
                                       "as it is: name a classifier checkpoint (`python -m vae_utils classifier --out "

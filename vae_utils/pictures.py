@@ -53,9 +53,12 @@ def _written(args: argparse.Namespace, images: Tensor, nrow: int, **about) -> di
     return {"checkpoint": str(args.checkpoint), "out": str(args.out), **about}
 
 
+MAX_PICTURE_SAMPLES = 10_000  # samples one picture may hold (--n), conditional or not
+
+
 def run_sample(args: argparse.Namespace) -> dict:
     """Draw --n samples from a checkpoint (seeded by --seed) and write them as one PNG grid to --out."""
-    _check_range(args.n, "--n", 1, 10_000)
+    _check_range(args.n, "--n", 1, MAX_PICTURE_SAMPLES)
     _check_range(args.nrow, "--nrow", 1, 1_000)
     if not args.temperature > 0:
         raise ValueError(f"--temperature {args.temperature}: expected a number > 0 (1 samples the prior itself)")
@@ -68,6 +71,10 @@ def run_sample(args: argparse.Namespace) -> dict:
     n, nrow = args.n, args.nrow
     if is_conditional(model):
         if args.label is None:  # one row per class
+            if model.n_classes > args.n:  # a row per class with one sample each would draw more than --n
+                raise ValueError(f"--n {args.n}: the model has {model.n_classes:,} classes and draws a row per class; "
+                                 f"pass --n {model.n_classes} or more (at most {MAX_PICTURE_SAMPLES:,}), or one "
+                                 "class with --label")
             nrow = max(1, args.n // model.n_classes)
             n = nrow * model.n_classes
             options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
@@ -121,6 +128,8 @@ def run_traverse(args: argparse.Namespace) -> dict:
     _check_range(args.steps, "--steps", 2, 100)
     if not 0 < args.span <= 10:
         raise ValueError(f"--span {args.span}: expected a number above 0 and at most 10 (prior standard deviations)")
+    if args.image < 0:
+        raise ValueError(f"--image {args.image}: expected the index of a test image, 0 or more")
     model, saved, _ = _model(args)
     if not isinstance(model, GaussianLatent) or is_conditional(model):
         raise _refuse(model, args, "traverse", "a Gaussian posterior over one latent vector and an unconditional "

@@ -1,6 +1,7 @@
 """Pictures: image grids (torchvision's make_grid/save_image) and loss curves (matplotlib)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -9,6 +10,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from .config import ACTIVE_GROUP_NATS
+from .files import atomic_write
 
 
 def show_images(images: Tensor, nrow: int = 8, title: str = "", ax: Optional[plt.Axes] = None) -> plt.Axes:
@@ -23,11 +25,15 @@ def show_images(images: Tensor, nrow: int = 8, title: str = "", ax: Optional[plt
 
 
 def save_images(images: Tensor, path: Union[str, Path], nrow: int = 8) -> Path:
-    """Write a batch (B, C, H, W) in [0, 1] as one PNG grid."""
+    """Write a batch (B, C, H, W) in [0, 1] as one PNG grid, atomically: an existing picture is replaced whole or
+    kept, and a symbolic link at path is replaced by the picture, its target left alone."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().float().cpu(), path, nrow=nrow, padding=2, pad_value=1.0)
-    return path
+    png = io.BytesIO()
+    save_image(images.detach().float().cpu(), png, format="png", nrow=nrow, padding=2, pad_value=1.0)
+    try:
+        return atomic_write(path, lambda f: f.write(png.getvalue()))
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write the picture {path}: {err.strerror or err}") from None
 
 
 TERM_TITLES = {"recon": "reconstruction", "kl": "KL", "neg_elbo": "-ELBO"}

@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
 from .checkpoints import CheckpointError, manifest, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, short_repr
 from .compiling import compile_objective
-from .configfile import write_config
+from .configfile import check_config_file, write_config
 from .data import (ImageDataset, bernoulli_pixels, binarize, check_labels, dataset_checksum, dataset_image_shape,
                    is_conditional, iterate_batches, validation_split)
 from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init_from_env, is_main,
@@ -235,16 +235,17 @@ def train(
         if out_dir is not None and is_main():
             try:
                 prepare_output_dir(out_dir, model, resume, overwrite)
+                check_config_file(out_dir / "config.toml", config, resume is not None, overwrite)
             except (OSError, ValueError) as err:
                 error = err
         error = broadcast_object(error)  # every rank stops when rank 0 cannot write
         if error is not None:
             raise error
+        if resume is not None:  # checked before config.toml is written: a refused resume leaves the run's own file
+            _resume(run, resume, allow_finished)
         if out_dir is not None and is_main():  # the resolved run, which `train --config` takes back as it is
             write_config(config, out_dir / "config.toml")
-        if resume is not None:
-            _resume(run, resume, allow_finished)
-        else:
+        if resume is None:
             set_seed(config.seed)
             run.state.order_state = torch.Generator().manual_seed(config.seed).get_state()
         if log_dir is not None and is_main():
@@ -523,6 +524,12 @@ def _finish_epoch(run: _Run, test_data: Optional[Dataset], next_order_state: Ten
 def _resume(run: _Run, path: Union[str, Path], allow_finished: bool = False) -> None:
     """Load a checkpoint written by `train` into the run; check that it belongs to this run."""
     saved = _read_resumable(path, run.model, run.config, run.checksum, run.device, allow_finished)
+    step = saved["position"]["step"]
+    if step > run.steps_per_epoch:
+        raise CheckpointError(f"{path}: the training state's field 'position' is damaged (step {step} of an epoch of "
+                              f"{run.steps_per_epoch} steps): resume from another checkpoint (e.g. best.pt) or train "
+                              "anew")
+    _check_optimizer_state(path, run.optimizer, saved["optimizer_state"])
     _load_field(path, "optimizer_state", lambda: run.optimizer.load_state_dict(saved["optimizer_state"]))
     # the scheduler's state is the step reached; a longer run follows its new curve
     _load_field(path, "scheduler_state", lambda: run.scheduler.load_state_dict(saved["scheduler_state"]))
@@ -716,7 +723,10 @@ def _check_resume_fields(state: dict, path) -> None:
             raise bad(name, f"a {type(state[name]).__name__}")
     position = state["position"]
     if not all(isinstance(position.get(k), int) and position[k] >= low for k, low in (("epoch", 1), ("step", 0))):
-        raise bad("position", f"{position!r}, not an epoch >= 1 and a step >= 0")
+        raise bad("position", f"{short_repr(position)}, not an epoch >= 1 and a step >= 0")
+    if isinstance(state["history"], list) and position["epoch"] != len(state["history"]) + 1:
+        raise bad("position", f"epoch {position['epoch']}, but the history holds {len(state['history'])} finished "
+                              "epochs")
     if not all(isinstance(h, dict) for h in state["history"]):
         raise bad("history", "not a list of records")
     if not all(isinstance(v, (int, float)) for v in state["partial_sums"].values()):
@@ -729,6 +739,31 @@ def _check_resume_fields(state: dict, path) -> None:
     ranks = [(f"rank_rng_states[{i}]", rng) for i, rng in enumerate(state.get("rank_rng_states") or [])]
     for name, rng in [("rng_state", state["rng_state"]), *ranks]:
         _load_field(path, name, lambda: _try_rng_state(rng))
+
+
+def _check_optimizer_state(path, optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Every saved per-parameter state tensor has its parameter's shape (step counters: one value) and a floating
+    dtype, before the optimizer sees it: fused Adam writes through them without checking, so a forged shape would
+    corrupt memory. A CheckpointError names optimizer_state otherwise."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: the training state's field 'optimizer_state' is damaged ({what}): resume "
+                               "from another checkpoint (e.g. best.pt) or train anew")
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved_ids = [i for group in saved.get("param_groups", []) if isinstance(group, dict)
+                 for i in group.get("params", [])]
+    if len(saved_ids) != len(params) or not isinstance(saved.get("state"), dict):
+        raise bad(f"{len(saved_ids)} parameters, the model has {len(params)}")
+    index = dict(zip(saved_ids, params))
+    for key, entry in saved["state"].items():
+        if key not in index or not isinstance(entry, dict):
+            raise bad(f"a state for parameter {key!r}, which its param_groups do not list")
+        for name, value in entry.items():
+            if not isinstance(value, Tensor) or not value.is_floating_point():
+                raise bad(f"{name} of parameter {key} is not a floating-point tensor")
+            expected = () if name == "step" else tuple(index[key].shape)
+            if tuple(value.shape) != expected and not (name == "step" and value.numel() == 1):
+                raise bad(f"{name} of parameter {key} has shape {tuple(value.shape)}, not {expected}")
 
 
 def _try_rng_state(rng: dict) -> None:

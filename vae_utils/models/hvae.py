@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, TrainConfig, check, check_int,
-                      is_number, preset)
+                      check_positive, is_number, preset)
 from ..importance import LOG_2PI, log_px_of_samples
 from ..losses import (LIKELIHOODS, check_unit_range, decoder_channels, kl_warmup_factor, mean_image,
                       reconstruction_loss)
@@ -68,7 +68,7 @@ class HVAEConfig(Config):
         check_int(self.z_channels, "z_channels", 1, 1024)
         check_int(self.cells, "cells", 0, 16)
         check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
-        check(is_number(self.gaussian_std) and self.gaussian_std > 0, "gaussian_std", self.gaussian_std, "> 0")
+        check_positive(self.gaussian_std, "gaussian_std")
         check(is_number(self.free_bits) and math.isfinite(self.free_bits) and self.free_bits >= 0, "free_bits",
               self.free_bits, "a finite number >= 0")
 

@@ -25,6 +25,10 @@ class IWAEConfig(VAEConfig):
         super().__post_init__()
         check_int(self.k, "k", 1, 5000)
 
+    def samples_per_image(self) -> int:
+        """Decoder passes per training image: the k importance samples (TrainConfig bounds k x batch_size)."""
+        return self.k
+
 
 class IWAETerms(NamedTuple):
     """What `IWAE.loss` returns: batch means in nats per image."""

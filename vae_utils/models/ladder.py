@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, check, check_int, is_number,
-                      preset)
+from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, check, check_int, check_positive,
+                      is_number, preset)
 from ..losses import LIKELIHOODS
 from ..nets import dropout_layer, feature_sizes
 from ..registry import register_model
@@ -59,13 +59,13 @@ class LadderConfig(Config):
         check(self.image_size >> (len(self.channels) - 1) >= 2, "channels", self.channels,
               f"at most {int(math.log2(self.image_size))} stride-2 convolutions for image_size={self.image_size}")
         check_int(self.hidden_dim, "hidden_dim", 1, 65536)
-        check_int(self.width, "width", 1, 65536)
+        check_int(self.width, "width", 1, 4096)  # the decoder's input: a VAE decoder's latent_dim, at most 4,096
+        check(len(self.latent_dims) <= 64, "latent_dims", self.latent_dims, "at most 64 groups")
         for dim in self.latent_dims:
             check_int(dim, "latent_dims", 1, 4096)
-        check(len(self.latent_dims) <= 64, "latent_dims", self.latent_dims, "at most 64 groups")
         check_int(self.cells, "cells", 0, 16)
         check(self.likelihood in LIKELIHOODS, "likelihood", self.likelihood, f"one of {LIKELIHOODS}")
-        check(is_number(self.gaussian_std) and self.gaussian_std > 0, "gaussian_std", self.gaussian_std, "> 0")
+        check_positive(self.gaussian_std, "gaussian_std")
         check(is_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "a probability in [0, 1)")
         check(is_number(self.free_bits) and math.isfinite(self.free_bits) and self.free_bits >= 0, "free_bits",
               self.free_bits, "a finite number >= 0")
