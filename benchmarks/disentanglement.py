@@ -121,7 +121,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def _traversal(model: torch.nn.Module, test_ds: vu.ImageDataset, dims: int = 5) -> torch.Tensor:
     """The model's `dims` dimensions with the largest KL, each traversed over 11 values around test image 0."""
-    stats = vu.latent_stats(model, test_ds.subset(1000))
+    stats = vu.latent_stats(model, test_ds.subset(min(1000, len(test_ds))))
     top = stats.kl_per_dim.argsort(descending=True)[:dims].tolist()
     return vu.traverse(model, test_ds[0][0], top, torch.linspace(-2.5, 2.5, 11)).cpu()
 
