@@ -99,7 +99,7 @@ def test_the_release_is_read_in_the_same_split(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("damage, message", [
     (dict(latents_classes=None), r"lacks the key\(s\) \['latents_classes'\]"),
-    (dict(imgs=np.zeros((5, 64, 64), np.uint8)), "imgs has shape"),
+    (dict(imgs=np.zeros((5, 64, 64), np.uint8)), r"imgs holds uint8 of shape \(5, 64, 64\)"),
     (dict(imgs=np.full((48, 64, 64), 255, np.uint8)), "pixels other than 0/1"),
 ])
 def test_a_file_that_is_not_the_release_is_one_clear_error(tmp_path, monkeypatch, damage, message):
