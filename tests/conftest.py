@@ -51,6 +51,15 @@ def blob_data(n: int = 64, seed: int = 0):
     return vu.ImageDataset((imgs * 255).round().to(torch.uint8), torch.arange(n) % 4)
 
 
+def cli_exit_code(argv) -> int:
+    """The exit status of a command line that must stop with SystemExit (a refused input: 2)."""
+    from vae_utils.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code
+
+
 @pytest.fixture
 def idx_root(tmp_path: Path) -> Path:
     """A data root holding a small synthetic Fashion-MNIST (gzipped IDX files, as the release ships them)."""

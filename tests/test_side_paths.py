@@ -16,18 +16,12 @@ import vae_utils as vu
 import vae_utils.data as data
 from vae_utils.cli import main
 
-from conftest import write_idx, write_image_folder, write_mnist_like
+from conftest import cli_exit_code as _exit_code, write_idx, write_image_folder, write_mnist_like
 
 
 def _train(idx_root, out, *flags):
     main(["train", "--data-dir", str(idx_root), "--epochs", "1", "--batch-size", "16", "--latent-dim", "3",
           "--out", str(out), "--quiet", *flags])
-
-
-def _exit_code(argv) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    return info.value.code
 
 
 # 1. A path the user names is read, never written

@@ -10,18 +10,12 @@ import torch
 import vae_utils as vu
 from vae_utils.cli import main
 
-from conftest import write_mnist_like
+from conftest import cli_exit_code as _exit_code, write_mnist_like
 
 
 def _train(idx_root, out, *flags):
     main(["train", "--data-dir", str(idx_root), "--epochs", "1", "--subset", "32", "--batch-size", "16",
           "--latent-dim", "3", "--out", str(out), "--quiet", "--no-tensorboard", *flags])
-
-
-def _exit_code(argv) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    return info.value.code
 
 
 # 1. A refused resume leaves the run's config.toml as the run wrote it
