@@ -331,10 +331,9 @@ def _choose_and_score(run: _Run, test_data: Optional[Dataset], metric: str) -> d
     test_every_epoch), and return the chosen epoch's record."""
     model, history = run.model, run.state.history
     chosen = selected_epoch(history, metric) if history else None
-    best_state = run.best_state
-    if chosen is not None and run.val_data is not None and chosen != history[-1]["epoch"] and best_state is None:
-        best_state = _best_from_file(run, chosen)
-    if best_state is not None and chosen != history[-1]["epoch"]:
+    earlier = chosen is not None and chosen != history[-1]["epoch"]  # only a validation split chooses an earlier one
+    best_state = (run.best_state or _best_from_file(run, chosen)) if earlier else None
+    if best_state is not None:
         model.load_state_dict(best_state)
     elif run.ema is not None:  # the model carries the averaged weights, as load_checkpoint gives them back
         model.load_state_dict(run.ema.module.state_dict())
