@@ -70,7 +70,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # Fashion-MNIST offline: Debian/Ubuntu ship the upstream IDX files as `dataset-fashion-mnist`.
-# Elsewhere vae_utils falls back to torchvision's download (see README, "Data").
+# Elsewhere vae_utils falls back to torchvision's download (see docs/data.md).
 data:
 	@if [ -f $(DATA_PKG) ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \

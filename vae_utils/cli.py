@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, default=None, help="read every setting from this TOML file (a run's own "
                    "config.toml, or one under configs/); flags given here override it")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None, help="a named recipe instead of the data set's "
-                   "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods (README, "
-                   "Evaluation); 'hvae-binarized' and 'ladder-binarized' the hierarchical VAEs' (docs/hierarchical.md)")
+                   "preset: 'long' = 175 binarized epochs of a wider VAE for paper-comparable likelihoods "
+                   "(docs/evaluation.md); 'hvae-binarized' and 'ladder-binarized' the hierarchical VAEs' (docs/hierarchical.md)")
     t.add_argument("--dataset", help=f"one of {DATASET_NAMES} (default fashion-mnist; case, '_' and '-' are "
                    "not told apart: fashion_mnist and FashionMNIST work too); each has a preset model")
     t.add_argument("--image-size", type=int, help="resize the images to this side (default: the set's own; "
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             f"most {MAX_IWAE_K:,})")
     e.add_argument("--iwae-precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="the IWAE decoder passes in bf16 where the hardware has it (auto), about 2x faster here and "
-                        "within 0.001 nats of fp32 (README, Evaluation)")
+                        "within 0.001 nats of fp32 (docs/evaluation.md)")
     e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
     e.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature for the "
                                                                    "Fréchet distance (default 1: the prior itself)")

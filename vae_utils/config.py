@@ -158,7 +158,7 @@ class TrainConfig(Config):
         return cls(**{**preset(name)["train"], **getattr(family, "train_defaults", {}), **overrides, "model": model})
 
 
-# One name gives a sensible run. Grey sets keep the measured default recipe (README "Speed"); colour sets use
+# One name gives a sensible run. Grey sets keep the measured default recipe (docs/speed.md); colour sets use
 # the 8-bit discretized logistic likelihood so that bits/dim compare with the literature.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fashion-mnist": {"model": {}, "train": {"dataset": "fashion-mnist"}},
@@ -188,7 +188,7 @@ RECIPES: dict[str, dict[str, Any]] = {  # {"model": config fields, "train": Trai
     "long": {"model": dict(channels=(16, 32), latent_dim=64, hidden_dim=512),
              "train": dict(dataset="fashion-mnist", binarize=True, epochs=175, batch_size=256, lr=2e-3,
                            **PAPERS_PROTOCOL)},
-    # ^ 1.7 M parameters, about 10 s per epoch on the 2-core CPU of README "Speed": 175 epochs in 28-30 minutes;
+    # ^ 1.7 M parameters (its training time, with the command that measures it: docs/speed.md);
     # the decoder stays as cheap as the default's, since IWAE with k = 5000 runs it 5,000 times per test image
     # The VampPrior and Exemplar VAE papers' setting (benchmarks/reproduce.py): gated MLPs of 300 units, latent 40,
     # batch 100, Adam at a constant 5e-4, KL warm-up; the papers train up to 2,000 epochs with early stopping

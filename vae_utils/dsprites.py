@@ -2,7 +2,7 @@
 
 `read_release` checks and reads the released `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`; `render` draws the
 same factor grid with this package's own geometry, so that a disentanglement study runs offline. The two are not
-the same images (README "Data" says how they differ): data sets built from them carry different names.
+the same images (docs/data.md says how they differ): data sets built from them carry different names.
 """
 from __future__ import annotations
 

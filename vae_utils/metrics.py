@@ -78,7 +78,7 @@ def iwae_nll(model: nn.Module, dataset: Dataset, k: int = 100, batch_size: int =
 
     log p(x) >= E[log (1/k) sum_i w_i] (Burda et al., 2015, Eq. 8), computed with logsumexp; k=1 is the ELBO,
     and the bound tightens as k grows. precision="bf16" (or "auto": bf16 where the hardware has it) runs the
-    decoder in bf16 autocast, several times faster on CPUs with AMX/AVX-512-BF16 (README "Evaluation" gives the
+    decoder in bf16 autocast, several times faster on CPUs with AMX/AVX-512-BF16 (docs/evaluation.md gives the
     difference it makes).
     """
     _require(model, ImportanceWeighted, "importance weights (log_importance_weights)")

@@ -22,7 +22,7 @@ class VAEConfig(Config):
 
     in_channels: int = 1  # 1 (grey) or 3 (RGB)
     image_size: int = 28  # square images; every conv halves it, the flattened size is derived
-    latent_dim: int = 32  # size of z (README "Speed": the recipe search that chose these defaults)
+    latent_dim: int = 32  # size of z (docs/speed.md: the recipe search that chose these defaults)
     channels: tuple[int, ...] = (16, 32)  # stride-2 conv widths, encoder order; wider is better per epoch, slower per second
     hidden_dim: int = 256  # fully connected layer between the feature map and (mu, logvar); 0 = none
     likelihood: str = "bernoulli"  # p(x|z), one of losses.LIKELIHOODS; "discretized-logistic" for 8-bit colour (bits/dim)
