@@ -1,51 +1,103 @@
-"""Execute a notebook headless and say, in the terminal, which cell runs and how long each took.
+"""Execute a notebook headless and show, in the terminal, each cell as it runs and what it prints.
 
     python notebooks/execute.py NOTEBOOK [--out FILE | --inplace]
 
 What `make run` and `make refresh` call: nbclient runs the kernel (as `jupyter nbconvert --execute` does), widget
-state is not stored, and every code cell prints one line to stderr when it finishes, so a long run is never silent.
+state is not stored. Each code cell is announced by the section it belongs to (the notebook's last heading above
+it), its printed output (the training's epoch lines) streams to the terminal as it comes, and the cell's time is
+given when it ends. At the end: the executed copy's path and the notebook's last printed line, its result. The
+kernel talks to this process over Unix sockets in a private folder (not TCP on localhost), where the platform has
+them.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 
-def first_line(source: str) -> str:
-    """The cell's first line that is not an nbval marker or a comment, for the progress line."""
-    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return (lines[0] if lines else "(comments only)")[:70]
+def section_labels(nb: nbformat.NotebookNode) -> list[str]:
+    """For each code cell, the last markdown heading above it (what the cell is part of), without the #s."""
+    labels, heading = [], "(before the first heading)"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            headings = re.findall(r"^#+\s+(.+)$", cell.source, re.M)
+            heading = headings[-1].strip() if headings else heading
+        elif cell.cell_type == "code":
+            labels.append(heading[:70])
+    return labels
+
+
+def last_printed_line(nb: nbformat.NotebookNode) -> str:
+    """The last non-empty line the notebook printed (its result sentence), or ''."""
+    for cell in reversed([c for c in nb.cells if c.cell_type == "code"]):
+        for output in reversed(cell.get("outputs", [])):
+            lines = [line for line in output.get("text", "").splitlines() if line.strip()]
+            if output.get("output_type") == "stream" and output.get("name") == "stdout" and lines:
+                return lines[-1].strip()
+    return ""
+
+
+class StreamingClient(NotebookClient):
+    """A NotebookClient that also writes every printed output of a cell to the terminal as it arrives."""
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "stream":
+            text = msg["content"].get("text", "")
+            sys.stderr.write("".join(f"      {line}\n" for line in text.splitlines() if line.strip()))
+            sys.stderr.flush()
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def kernel_config(folder: str) -> Config:
+    """The kernel's transport: Unix sockets in `folder` where there are any, else TCP on localhost."""
+    config = Config()
+    if os.name == "posix":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(folder, "kernel")
+    return config
 
 
 def execute(path: Path, out: Path) -> float:
     """Run every cell of the notebook at path (in its folder) and write the executed copy to out; return seconds."""
     nb = nbformat.read(path, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    labels = section_labels(nb)
     started = time.perf_counter()
     clock = {"cell": started}
 
+    def number(cell) -> str:
+        width = len(str(len(code)))
+        return f"[{code.index(cell) + 1:>{width}}/{len(code)}]" if cell in code else "[?]"
+
     def cell_started(cell, cell_index, **_):
         clock["cell"] = time.perf_counter()
+        print(f"{number(cell)} {labels[code.index(cell)] if cell in code else ''}", file=sys.stderr, flush=True)
 
     def cell_done(cell, cell_index, **_):
-        number = code.index(cell) + 1 if cell in code else "?"
-        print(f"[{number:>2}/{len(code)}] {time.perf_counter() - clock['cell']:6.1f} s  {first_line(cell.source)}",
-              file=sys.stderr, flush=True)
+        print(f"{' ' * len(number(cell))} {time.perf_counter() - clock['cell']:.1f} s", file=sys.stderr, flush=True)
 
-    client = NotebookClient(nb, timeout=None, kernel_name="python3", store_widget_state=False,
-                            resources={"metadata": {"path": str(path.resolve().parent)}},
-                            on_cell_start=cell_started, on_cell_executed=cell_done)
     print(f"executing {path} ({len(code)} code cells)", file=sys.stderr, flush=True)
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="vae-kernel-") as sockets:
+        client = StreamingClient(nb, timeout=None, kernel_name="python3", store_widget_state=False,
+                                 resources={"metadata": {"path": str(path.resolve().parent)}},
+                                 on_cell_start=cell_started, on_cell_executed=cell_done, config=kernel_config(sockets))
+        client.execute()
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
     seconds = time.perf_counter() - started
-    print(f"done in {seconds / 60:.1f} min: {out}", file=sys.stderr, flush=True)
+    print(f"done in {seconds / 60:.1f} min; the executed notebook: {out}", file=sys.stderr, flush=True)
+    result = last_printed_line(nb)
+    if result:
+        print(f"result: {result}", file=sys.stderr, flush=True)
     return seconds
 
 

@@ -1,4 +1,5 @@
 """`python -m vae_utils train`: the notebook's pipeline from a terminal."""
+import argparse
 import json
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import sys
 import pytest
 
 import vae_utils as vu
-from vae_utils.cli import main
+from vae_utils.cli import build_parser, main
 
 
 def test_train_writes_a_checkpoint_and_metrics(idx_root, tmp_path):
@@ -340,3 +341,11 @@ def test_sample_says_a_vqvae_alone_cannot_sample(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sample", str(path), "--out", str(tmp_path / "g.png")])
     assert "cannot sample" in capsys.readouterr().err
+
+
+def test_every_flag_of_the_help_has_its_own_placeholder():
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    metavars = [a.metavar for a in train._actions if a.metavar is not None and isinstance(a.metavar, str)]
+    assert len(metavars) == len(set(metavars)), sorted(m for m in metavars if metavars.count(m) > 1)
+    assert "--model-ema-decay MODEL_EMA_DECAY" in train.format_help()

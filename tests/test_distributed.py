@@ -50,8 +50,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(idx_root, tmp_p
     w2 = vu.load_checkpoint(tmp_path / "two" / "last.pt").state_dict()
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5, rtol=1e-4) for k in w1)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.toml", "last.pt",
-                                                                    "metrics.json", "tensorboard",
-                                                                    "train.lock"]  # rank 0 writes, once
+                                                                    "metrics.json", "reconstructions.png",
+                                                                    "samples.png", "tensorboard"]  # rank 0, once
     writers = {p.name.split(".")[-2] for p in (tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*")}
     assert len(writers) == 1  # one process id in the log's file names: rank 0's
     assert vu.read_checkpoint(tmp_path / "two" / "last.pt")["world_size"] == 2

@@ -162,6 +162,8 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
     # the training images the run uses (its subset: the first n; with a validation split, the whole split, from which
     # `train` holds out the validation rows before it takes the subset) and the whole test split
     subset = config.subset if not config.val_size else None
+    if not args.quiet and is_main():
+        print(f"loading {config.dataset} (train and test splits)", file=sys.stderr, flush=True)
     train_ds, test_ds = (_load(config.dataset, split, args, model.image_shape, root, subset if split == "train"
                                else None) for split in ("train", "test"))
     n_train = min(len(train_ds) - config.val_size, config.subset or len(train_ds))  # the images trained on
@@ -200,6 +202,10 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
         "history": history,
     }
     if is_main():  # under torchrun, rank 0 writes
+        from .pictures import save_run_pictures  # pictures.py builds on this module
+        if not args.quiet:
+            print(f"drawing samples.png and reconstructions.png into {out}", file=sys.stderr, flush=True)
+        metrics["pictures"] = [p.name for p in save_run_pictures(model, test_ds, out, config.seed)]
         atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     return metrics
 

@@ -55,7 +55,7 @@ def model_options(parser: Optional[argparse.ArgumentParser] = None) -> list[Mode
         flag = "--" + name.replace("_", "-")
         flag = "--model-" + name.replace("_", "-") if flag in taken else flag
         help_text = f"{doc} [{', '.join(kinds)}]".replace("%", "%%")  # argparse formats % in help
-        spec = {"type": value_type, "default": None, "metavar": name.upper(), "help": help_text}
+        spec = {"type": value_type, "default": None, "metavar": flag[2:].replace("-", "_").upper(), "help": help_text}
         if value_type is bool:
             spec = {"action": argparse.BooleanOptionalAction, "default": None, "help": spec["help"]}
         elif many:

@@ -4,6 +4,8 @@ one PNG grid. cli.py parses the arguments; each command returns the JSON-ready r
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -68,26 +70,60 @@ def run_sample(args: argparse.Namespace) -> dict:
                          "VQ-VAE: `train-prior`)")
     options = _sample_options(model, args.temperature)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    n, nrow = args.n, args.nrow
     if is_conditional(model):
-        if args.label is None:  # one row per class
-            if model.n_classes > args.n:  # a row per class with one sample each would draw more than --n
-                raise ValueError(f"--n {args.n}: the model has {model.n_classes:,} classes and draws a row per class; "
-                                 f"pass --n {model.n_classes} or more (at most {MAX_PICTURE_SAMPLES:,}), or one "
-                                 "class with --label")
-            nrow = max(1, args.n // model.n_classes)
-            n = nrow * model.n_classes
-            options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
-        else:
+        if args.label is None and model.n_classes > args.n:  # a row per class with one sample each draws more than --n
+            raise ValueError(f"--n {args.n}: the model has {model.n_classes:,} classes and draws a row per class; "
+                             f"pass --n {model.n_classes} or more (at most {MAX_PICTURE_SAMPLES:,}), or one "
+                             "class with --label")
+        if args.label is not None:
             _check_range(args.label, "--label", 0, model.n_classes - 1)
-            options["labels"] = args.label
     elif args.label is not None:
         raise ValueError(f"--label {args.label}: a {model.kind} model is not conditioned on a label; drop the flag "
                          "(train --model cvae for one that is)")
-    images = model.sample(n, generator=generator, **options)
-    options.pop("labels", None)
-    return _written(args, images, nrow, n=n, seed=args.seed, **options,
+    images, nrow = draw_samples(model, args.n, args.nrow, generator, options, args.label)
+    return _written(args, images, nrow, n=len(images), seed=args.seed, **options,
                     **({} if args.label is None else {"label": args.label}))
+
+
+def draw_samples(model: nn.Module, n: int, nrow: int, generator: torch.Generator, options: dict,
+                 label: Optional[int] = None) -> tuple[Tensor, int]:
+    """n samples in rows of nrow; a conditional model draws a row per class (nrow each, n rounded down to whole
+    rows) or, given label, n of that class: (images, nrow)."""
+    options = dict(options)
+    if is_conditional(model):
+        if label is None:
+            nrow = max(1, n // model.n_classes)
+            n = nrow * model.n_classes
+            options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
+        else:
+            options["labels"] = label
+    return model.sample(n, generator=generator, **options), nrow
+
+
+def reconstruction_rows(model: nn.Module, x: Tensor, extra: dict) -> list[Tensor]:
+    """The reconstructions of x, one row; a hierarchical model one row per number of top groups decoded from the
+    posterior (the rest at their prior means)."""
+    if isinstance(model, Hierarchical):
+        return [model.reconstruct(x, groups=g) for g in range(1, model.n_groups + 1)]
+    return [model.reconstruct(x, **extra)]
+
+
+@torch.no_grad()
+def save_run_pictures(model: nn.Module, test: ImageDataset, out: Path, seed: int) -> list[Path]:
+    """At the end of a `train` run: OUT/samples.png (64 samples seeded by the run's seed; a conditional model a row
+    per class) and OUT/reconstructions.png (the first 8 test images over their reconstructions), each where the
+    family draws it; the files written."""
+    written = []
+    if isinstance(model, Sampler):
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+        n = max(64, getattr(model, "n_classes", 0)) if is_conditional(model) else 64
+        images, nrow = draw_samples(model, n, 8, generator, _sample_options(model, 1.0))
+        written.append(save_images(images, out / "samples.png", nrow=nrow))
+    if hasattr(model, "reconstruct") and len(test):
+        x, extra = next(iter(model_inputs(model, test.subset(min(8, len(test))), 8)))
+        written.append(save_images(torch.cat([x, *reconstruction_rows(model, x, extra)]), out / "reconstructions.png",
+                                   nrow=len(x)))
+    return written
 
 
 @torch.no_grad()
@@ -99,10 +135,7 @@ def run_reconstruct(args: argparse.Namespace) -> dict:
     if not hasattr(model, "reconstruct"):
         raise _refuse(model, args, "reconstruct", "a reconstruct() method")
     x, extra = _test_images(args, model, saved, args.n)
-    if isinstance(model, Hierarchical):
-        rows = [model.reconstruct(x, groups=g) for g in range(1, model.n_groups + 1)]
-    else:
-        rows = [model.reconstruct(x, **extra)]
+    rows = reconstruction_rows(model, x, extra)
     return _written(args, torch.cat([x, *rows]), args.n, n=args.n, rows=1 + len(rows))
 
 

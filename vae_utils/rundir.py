@@ -51,8 +51,9 @@ def prepare_output_dir(out_dir: Path, model: nn.Module, resume: Union[str, Path,
     if existing and not continuing:
         if not overwrite:
             raise FileExistsError(f"{out_dir} already holds a run ({', '.join(p.name for p in existing)}): continue "
-                                  f"it with resume='{out_dir / 'last.pt'}' (--resume), replace it with overwrite=True "
-                                  "(--overwrite), or choose another output folder")
+                                  f"it (vu.train(..., resume='{out_dir / 'last.pt'}'); on the command line --resume "
+                                  f"{out_dir / 'last.pt'}), replace it (overwrite=True; --overwrite), or choose another "
+                                  "output folder")
         for path in existing:  # the old run's files must not mix with the new run's
             path.unlink()
 
@@ -67,6 +68,16 @@ class OutputLock:
     def __enter__(self) -> "OutputLock":
         if self.path is None:
             return self
+        while not self._locked():  # the file was removed by the run that held it, between our open and our lock
+            pass
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def _locked(self) -> bool:
+        """Open and lock self.path; False when the file locked is no longer the one at self.path (retry)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a+")
@@ -81,13 +92,17 @@ class OutputLock:
             self.file.close()
             raise FileExistsError(f"another training process (pid {owner}) is writing to {self.path.parent}: wait "
                                   "for it to finish or choose another output folder") from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-        return self
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(self.file.fileno()).st_ino:
+            self.file.close()
+            return False
+        return True
 
     def __exit__(self, *exc) -> None:
-        if self.file is not None:
+        if self.file is not None:  # removed while still held, so no other run can lock the file being removed
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self.file, fcntl.LOCK_UN)
             self.file.close()

@@ -264,7 +264,7 @@ def train(
             reason = stop_reason(run.state.history, config, metric)
             if reason is not None and progress and len(run.state.history) > done:
                 tqdm.write(reason)
-            chosen = _choose_and_score(run, test_data, metric)
+            chosen = _choose_and_score(run, test_data, metric, progress)
             if run.log is not None and len(run.state.history) > done:  # a finished run resumed adds no second row
                 run.log.hparams(config.to_dict(), {k: v for k, v in chosen.items() if k.startswith(
                     ("test_", "val_", "train_")) and isinstance(v, float)})
@@ -326,9 +326,10 @@ def selected_epoch(history: History, metric: str = "neg_elbo") -> int:
     return min(scored)[1] if scored else history[-1]["epoch"]
 
 
-def _choose_and_score(run: _Run, test_data: Optional[Dataset], metric: str) -> dict[str, float]:
+def _choose_and_score(run: _Run, test_data: Optional[Dataset], metric: str, progress: bool = False
+                      ) -> dict[str, float]:
     """Give the model the chosen epoch's weights, score test_data with them once (unless that epoch already was, by
-    test_every_epoch), and return the chosen epoch's record."""
+    test_every_epoch), and return the chosen epoch's record; with progress, say so as it starts."""
     model, history = run.model, run.state.history
     chosen = selected_epoch(history, metric) if history else None
     earlier = chosen is not None and chosen != history[-1]["epoch"]  # only a validation split chooses an earlier one
@@ -342,6 +343,8 @@ def _choose_and_score(run: _Run, test_data: Optional[Dataset], metric: str) -> d
         return {}
     record = history[chosen - 1]
     if test_data is not None and not any(k.startswith("test_") for k in record):
+        if progress and is_main():
+            tqdm.write(f"scoring the test split ({len(test_data):,} images) once, with epoch {chosen}'s weights")
         record.update({f"test_{k}": v for k, v in evaluate(model, test_data, seed=run.config.seed).items()})
     return record
 
