@@ -67,6 +67,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	  $(BIN)/python -m pip install --index-url "$$index" torch torchvision; fi
 	$(BIN)/python -m pip install -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
+	@GPU="$(GPU)" $(PYTHON) .ci/torch_index.py --report $(VENV)
 	touch $@
 
 # Fashion-MNIST offline: Debian/Ubuntu ship the upstream IDX files as `dataset-fashion-mnist`.

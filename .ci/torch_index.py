@@ -2,6 +2,9 @@
 NVIDIA driver when that index answers; nothing (PyPI's default build) otherwise, with a one-line notice on stderr.
 
 GPU=1 forces the default; TORCH_CPU_INDEX names another CPU index (tests point it at a local server).
+
+    python .ci/torch_index.py                # the index (stdout) and, where PyPI is chosen, why (stderr)
+    python .ci/torch_index.py --report VENV  # at the end of set-up: the notice again, with the CUDA libraries' size
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 import shutil
 import sys
 import urllib.request
+from pathlib import Path
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
@@ -45,5 +49,29 @@ def choose() -> str:
     return index
 
 
+def cuda_library_bytes(venv: Path) -> int:
+    """Bytes of the CUDA libraries (PyPI's nvidia-* wheels, which its Linux torch pulls in) installed in venv."""
+    return sum(f.stat().st_size for folder in venv.glob("lib/python*/site-packages/nvidia") for f in folder.rglob("*")
+               if f.is_file() and not f.is_symlink())
+
+
+def report(venv: Path) -> str:
+    """The end-of-set-up notice: '' unless venv holds CUDA libraries that this machine cannot use."""
+    size = cuda_library_bytes(venv)
+    if not size or os.environ.get("GPU", "") not in ("", "0") or has_nvidia_driver():
+        return ""
+    amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    return (f"note: {venv} holds {amount} of CUDA libraries, which this machine (no NVIDIA driver) does "
+            f"not use: PyPI's Linux build of torch pulls them in, and set-up takes it when PyTorch's CPU index "
+            f"({os.environ.get('TORCH_CPU_INDEX', CPU_INDEX)}) does not answer. Everything runs on the CPU as it is. For the CPU build (about 200 "
+            f"MB): `rm -rf {venv} && make setup` once that index answers, or `make setup TORCH_INDEX=URL` with "
+            "another index that has CPU wheels.")
+
+
 if __name__ == "__main__":
-    print(choose())
+    if sys.argv[1:2] == ["--report"]:
+        notice = report(Path(sys.argv[2]))
+        if notice:
+            print(notice, file=sys.stderr)
+    else:
+        print(choose())

@@ -67,6 +67,15 @@ def idx_root(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_inductor_cache(tmp_path_factory):
+    """Inductor's kernels (the compile tests) go to a cache of this test run's own, under pytest's temporary folder,
+    not the machine's shared /tmp/torchinductor_$USER; subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own data and classifier caches and no system data directories: real files never leak in."""

@@ -16,6 +16,12 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
+@pytest.fixture(autouse=True)
+def _own_temporary_folder(tmp_path, monkeypatch):
+    """torchrun's log folders (torchelastic_*) go under the test's folder, not the machine's /tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def _train_args(idx_root, out, epochs=1, *extra):
     return ["-m", "vae_utils", "train", "--data-dir", str(idx_root), "--epochs", str(epochs), "--subset", "41",
             "--val-size", "8", "--batch-size", "16", "--latent-dim", "3", "--precision", "fp32", "--out", str(out), "--quiet", *extra]

@@ -77,3 +77,31 @@ def test_every_package_folder_is_installed_by_pip():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "vae_utils").rglob("__init__.py")}
     assert folders == listed
+
+
+def _report(venv, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--report", str(venv)], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", **env})
+
+
+@needs_linux_without_nvidia
+def test_the_end_of_set_up_repeats_the_notice_with_the_cuda_libraries_size(tmp_path):
+    libraries = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "nvidia" / "cublas" / "lib"
+    libraries.mkdir(parents=True)
+    (libraries / "libcublas.so.12").write_bytes(b"\0" * 2_500_000)
+    done = _report(tmp_path / "venv")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert "holds 2.5 MB of CUDA libraries" in done.stderr and "rm -rf" in done.stderr and "TORCH_INDEX=" in done.stderr
+    assert _report(tmp_path / "venv", GPU="1").stderr == ""  # asked for
+
+
+def test_a_cpu_build_gets_no_notice_at_the_end_of_set_up(tmp_path):
+    (tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "torch").mkdir(parents=True)
+    assert _report(tmp_path / "venv").stderr == ""
+
+
+def test_the_makefile_repeats_the_notice_after_the_last_install():
+    recipe = subprocess.run(["make", "-n", "-B", "setup", "PYTHON=true"], capture_output=True, text=True,
+                            cwd=SCRIPT.parent.parent, timeout=60).stdout.splitlines()
+    last_install = max(i for i, line in enumerate(recipe) if "pip install" in line)
+    assert any(".ci/torch_index.py --report" in line for line in recipe[last_install + 1:])
