@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-size", type=int, help="hold out N training images (a permutation seeded by --seed) for "
                    "validation: the per-epoch figures, best.pt and --patience use them (default 0: none, and nothing "
                    "is chosen; the recipes hold out 10,000)")
+    t.add_argument("--threads", type=int, help="torch's threads while training (default 0: follow the machine's "
+                   "load, all cores when it is quiet, fewer beside other work; N: exactly N, bit for bit repeatable)")
     t.add_argument("--patience", type=int, help="stop after N epochs without a better validation figure (needs "
                    "--val-size; KL warm-up epochs do not count; default 0: train every epoch)")
     t.add_argument("--test-every-epoch", action="store_true", default=None, help="also score the test split after "

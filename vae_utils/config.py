@@ -84,6 +84,8 @@ class TrainConfig(Config):
     # KL warm-up do not count, as in the VampPrior and Exemplar VAE code); 0 = train all `epochs`
     test_every_epoch: bool = False  # also score the test split after every epoch (a curve to look at, never used to
     # choose anything); otherwise the test split is scored once, at the end, on the chosen epoch's weights
+    threads: int = 0  # torch's threads while training: 0 = follow the load, all cores on a quiet machine and fewer when
+    # other work holds some (threads.py; Linux); N = exactly N (bit for bit repeatable whatever the load)
     compile: bool = False  # torch.compile the model's forward and loss (inductor; compiling.py): about 0.85x the
     # eager time with a warm cache on the 2-core CPU, numbers equal to about 0.01 nats, not bit for bit
     model: Config = field(default_factory=_default_model)  # the config of any registered family (VAEConfig, ...)
@@ -124,6 +126,7 @@ class TrainConfig(Config):
               "a number in [0, 1): 0 for no average, e.g. 0.999 to average over about 1,000 steps")
         check_int(self.val_size, "val_size", 0, 1 << 40)
         check_int(self.patience, "patience", 0, 100_000)
+        check_int(self.threads, "threads", 0, 4096)
         check(self.patience == 0 or self.val_size > 0, "patience", self.patience,
               "0 without a validation split: early stopping watches the validation figure, so pass val_size too")
         samples = getattr(self.model, "samples_per_image", lambda: 1)()  # the IWAE decodes k samples per image

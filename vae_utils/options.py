@@ -11,7 +11,7 @@ from .config import field_docs
 from .registry import generative_models
 
 TRAIN_FLAGS = ("dataset", "batch_size", "lr", "beta", "seed", "precision", "subset", "kl_warmup_epochs", "grad_clip",
-               "skip_factor", "ema_decay", "weight_decay", "compile", "val_size", "patience", "test_every_epoch")
+               "skip_factor", "ema_decay", "weight_decay", "compile", "val_size", "patience", "test_every_epoch", "threads")
 PRIOR_FLAGS = ("batch_size", "lr", "seed", "precision", "subset")
 PRIOR_EPOCHS, PRIOR_LR = 10, 1e-3  # the prior's defaults: a transformer wants a smaller step than the conv nets
 

@@ -29,12 +29,14 @@ from .distributed import (all_reduce_sum, broadcast_object, gather_objects, init
 from .metrics import evaluate
 from .rundir import OutputLock, output_dir, prepare_output_dir
 from .runlog import RunLog
+from .threads import ThreadGovernor
 from .repro import (autocast, bars_disabled, get_rng_state, resolve_device, resolve_precision, set_rng_state,
                     set_seed)
 
 History = list[dict[str, float]]
-CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root", "compile", "patience", "test_every_epoch")  # every other TrainConfig field must match the
-# run's own (the data may move: its checksum, not its path, says whether it is the same)
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_root", "compile", "patience", "test_every_epoch", "threads")
+# ^ every other TrainConfig field must match the run's own (the data may move: its checksum, not its path, says
+# whether it is the same)
 GRAD_SCALE_DECAY = 0.99  # the running scale of gradient norms that skip_factor multiplies: an EMA over ~100 updates
 MAX_SKIPS_IN_A_ROW = 100  # this many skipped updates in a row stop the run: its weights no longer change
 VAL_BINARIZATION_SEED = 1  # a binarized run's validation images are drawn once with this seed (the test split's: 0)
@@ -140,6 +142,7 @@ class _Run:
     val_data: Optional[Dataset] = None  # the held-out validation images (config.val_size of them)
     best_state: Optional[dict] = None  # the scored weights of the best validation epoch met in this call
     grad_norm: Optional[float] = None  # the last step's gradient norm, when clipping or skipping computed it
+    governor: Optional[ThreadGovernor] = None  # torch's threads, following the machine's load (config.threads)
 
     @property
     def global_step(self) -> int:
@@ -252,6 +255,7 @@ def train(
             run.log = RunLog(Path(log_dir), start_step=run.global_step)
         done = len(run.state.history)
         metric = getattr(model, "best_metric", "neg_elbo")
+        run.governor = ThreadGovernor(config.threads)
         try:
             with _StopSignals() as stop:
                 while run.state.epoch <= config.epochs and stop_reason(run.state.history, config, metric) is None:
@@ -269,6 +273,7 @@ def train(
                 run.log.hparams(config.to_dict(), {k: v for k, v in chosen.items() if k.startswith(
                     ("test_", "val_", "train_")) and isinstance(v, float)})
         finally:
+            run.governor.restore()
             if run.log is not None:
                 run.log.close()
     return run.state.history
@@ -384,6 +389,8 @@ def _train_epoch(run: _Run, data: Dataset, stop: "_StopSignals", progress: bool)
                leave=False, disable=not progress or bars_disabled())
     try:
         for batch in bar:
+            if run.governor is not None:
+                run.governor.step()
             x, y = batch if labelled else (batch, None)
             state.step += 1
             if config.binarize:  # dynamic binarization: fresh binary pixels every time (whole global batch)
