@@ -30,7 +30,10 @@ GPU         ?=
 
 run: setup data
 	TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $(NOTEBOOK) --out runs/$(notdir $(NOTEBOOK))
-	@echo "executed notebook: runs/$(notdir $(NOTEBOOK)); pictures and checkpoints: runs/notebook/"
+	@echo "pictures, checkpoints and the TensorBoard log: runs/notebook/ (the checkout is left as it was)"
+	@echo "next: $(BIN)/jupyter lab runs/$(notdir $(NOTEBOOK))   # the executed notebook (or: source $(VENV)/bin/activate)"
+	@echo "      $(BIN)/python -m vae_utils sample runs/notebook/saved_models/fashion-mnist-run/best.pt --out samples.png"
+	@echo "      $(BIN)/tensorboard --logdir runs"
 
 refresh: setup data
 	for nb in $(NOTEBOOKS); do VAE_OUT=$(CURDIR) TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $$nb --inplace \

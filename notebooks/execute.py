@@ -5,7 +5,7 @@
 What `make run` and `make refresh` call: nbclient runs the kernel (as `jupyter nbconvert --execute` does), widget
 state is not stored. Each code cell is announced by the section it belongs to (the notebook's last heading above
 it), its printed output (the training's epoch lines) streams to the terminal as it comes, and the cell's time is
-given when it ends. At the end: the executed copy's path and the notebook's last printed line, its result. The
+given when it ends. At the end: the executed copy's path and the notebook's last printed line (its result). The
 kernel talks to this process over Unix sockets in a private folder (not TCP on localhost), where the platform has
 them.
 """
@@ -76,14 +76,17 @@ def execute(path: Path, out: Path) -> float:
 
     def number(cell) -> str:
         width = len(str(len(code)))
-        return f"[{code.index(cell) + 1:>{width}}/{len(code)}]" if cell in code else "[?]"
+        return f"[{code.index(cell) + 1:>{width}}/{len(code)}]"
 
     def cell_started(cell, cell_index, **_):
         clock["cell"] = time.perf_counter()
-        print(f"{number(cell)} {labels[code.index(cell)] if cell in code else ''}", file=sys.stderr, flush=True)
+        if cell in code:  # nbclient announces markdown cells too
+            print(f"{number(cell)} {labels[code.index(cell)]}", file=sys.stderr, flush=True)
 
     def cell_done(cell, cell_index, **_):
-        print(f"{' ' * len(number(cell))} {time.perf_counter() - clock['cell']:.1f} s", file=sys.stderr, flush=True)
+        if cell in code:
+            print(f"{' ' * len(number(cell))} {time.perf_counter() - clock['cell']:.1f} s", file=sys.stderr,
+                  flush=True)
 
     print(f"executing {path} ({len(code)} code cells)", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="vae-kernel-") as sockets:
@@ -97,7 +100,7 @@ def execute(path: Path, out: Path) -> float:
     print(f"done in {seconds / 60:.1f} min; the executed notebook: {out}", file=sys.stderr, flush=True)
     result = last_printed_line(nb)
     if result:
-        print(f"result: {result}", file=sys.stderr, flush=True)
+        print(result, file=sys.stderr, flush=True)
     return seconds
 
 

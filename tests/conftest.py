@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -65,6 +66,17 @@ def idx_root(tmp_path: Path) -> Path:
     """A data root holding a small synthetic Fashion-MNIST (gzipped IDX files, as the release ships them)."""
     write_mnist_like(tmp_path / "data")
     return tmp_path / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's threads, chosen once from the machine's load as it starts (vae_utils/threads.py's rule: the cores
+    other work leaves free) and fixed for every test, subprocess and notebook kernel, so that a busy machine does
+    not slow the suite down several times and the runs a test compares bit for bit share one thread count.
+    OMP_NUM_THREADS set by the user wins."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        threads = vu.threads.threads_for_load()
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -47,6 +47,7 @@ def test_a_run_streams_each_cell_and_ends_with_the_result(tmp_path):
     training = lines.index("[2/3] Training")
     assert lines[training + 1:training + 3] == ["epoch 1/2", "epoch 2/2"]  # streamed inside the cell
     assert lines[training + 3].endswith(" s")  # then the cell's time
-    assert lines[-1] == "result: Result: 240.60 nats"
+    assert lines[-1] == "Result: 240.60 nats"
+    assert not any(line.startswith("[?]") for line in lines)  # markdown cells are not announced
     assert "without encryption" not in done.stderr
     assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[2].outputs  # the copy keeps the outputs

@@ -72,3 +72,15 @@ def test_an_unusable_file_at_a_path_you_name_is_refused_and_kept(tmp_path):
 def test_training_a_classifier_for_zero_epochs_is_refused():
     with pytest.raises(ValueError, match="at least one epoch"):
         features.train_classifier(blob_data(64), blob_data(32), epochs=0)
+
+
+def test_image_quality_puts_real_images_at_the_floor_and_blurred_ones_above_it(idx_root):
+    from torchvision.transforms.functional import gaussian_blur
+
+    test = vu.load_dataset("mnist", "test", root=idx_root)
+    classifier = vu.load_checkpoint(features.default_classifier_path("fashion-mnist"), kind="feature-classifier")
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    same = vu.image_quality(classifier, test, images)
+    blurred = vu.image_quality(classifier, test, gaussian_blur(images, 5, 2.0))
+    assert same["frechet_distance"] == pytest.approx(0.0, abs=1e-3) and same["precision"] == same["recall"] == 1.0
+    assert blurred["frechet_distance"] > 1.0

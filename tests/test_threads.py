@@ -144,3 +144,11 @@ def test_a_run_with_a_thread_count_is_bit_for_bit_the_same_under_any_load(monkey
 def test_threads_is_a_count():
     with pytest.raises(ValueError, match="threads"):
         vu.TrainConfig(threads=-1)
+
+
+def test_a_process_that_chooses_once_gets_the_free_cores(monkeypatch):
+    looks = iter([(100.0, 2), (101.3, 2)])  # 1.3 CPU seconds of other work in the half second looked at
+    monkeypatch.setattr(threads, "read_cpu_times", lambda: next(looks))
+    assert threads.threads_for_load(0.5) == 1
+    monkeypatch.setattr(threads, "read_cpu_times", lambda: None)
+    assert threads.threads_for_load(0.0) == 2

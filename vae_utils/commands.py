@@ -21,6 +21,7 @@ from .distributed import init_from_env, is_main, launched_by_torchrun, local_dev
 from .features import (cached_classifier_path, default_classifier_path, file_sha256, load_or_train_classifier,
                        train_classifier)
 from .files import atomic_write
+from .grids import save_run_pictures
 from .models.prior import CodePrior, PriorConfig
 from .models.vqvae import VQVAE, VQVAEConfig
 from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_options, trainable_models
@@ -202,7 +203,6 @@ def _train_and_record(args: argparse.Namespace, config: TrainConfig, model, save
         "history": history,
     }
     if is_main():  # under torchrun, rank 0 writes
-        from .pictures import save_run_pictures  # pictures.py builds on this module
         if not args.quiet:
             print(f"drawing samples.png and reconstructions.png into {out}", file=sys.stderr, flush=True)
         metrics["pictures"] = [p.name for p in save_run_pictures(model, test_ds, out, config.seed)]

@@ -4,18 +4,17 @@ one PNG grid. cli.py parses the arguments; each command returns the JSON-ready r
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from .capabilities import GaussianLatent, Hierarchical, Sampler
+from .capabilities import GaussianLatent, Sampler
 from .checkpoints import model_from_checkpoint, read_checkpoint
 from .commands import _check_range, _existing, _load, _sample_options
 from .data import ImageDataset, canonical_name, is_conditional, model_inputs
 from .latent import interpolate, traverse
 from .metrics import latent_stats
+from .grids import draw_samples, reconstruction_rows
 from .plotting import save_images
 from .repro import resolve_device
 
@@ -83,47 +82,6 @@ def run_sample(args: argparse.Namespace) -> dict:
     images, nrow = draw_samples(model, args.n, args.nrow, generator, options, args.label)
     return _written(args, images, nrow, n=len(images), seed=args.seed, **options,
                     **({} if args.label is None else {"label": args.label}))
-
-
-def draw_samples(model: nn.Module, n: int, nrow: int, generator: torch.Generator, options: dict,
-                 label: Optional[int] = None) -> tuple[Tensor, int]:
-    """n samples in rows of nrow; a conditional model draws a row per class (nrow each, n rounded down to whole
-    rows) or, given label, n of that class: (images, nrow)."""
-    options = dict(options)
-    if is_conditional(model):
-        if label is None:
-            nrow = max(1, n // model.n_classes)
-            n = nrow * model.n_classes
-            options["labels"] = torch.arange(model.n_classes).repeat_interleave(nrow)
-        else:
-            options["labels"] = label
-    return model.sample(n, generator=generator, **options), nrow
-
-
-def reconstruction_rows(model: nn.Module, x: Tensor, extra: dict) -> list[Tensor]:
-    """The reconstructions of x, one row; a hierarchical model one row per number of top groups decoded from the
-    posterior (the rest at their prior means)."""
-    if isinstance(model, Hierarchical):
-        return [model.reconstruct(x, groups=g) for g in range(1, model.n_groups + 1)]
-    return [model.reconstruct(x, **extra)]
-
-
-@torch.no_grad()
-def save_run_pictures(model: nn.Module, test: ImageDataset, out: Path, seed: int) -> list[Path]:
-    """At the end of a `train` run: OUT/samples.png (64 samples seeded by the run's seed; a conditional model a row
-    per class) and OUT/reconstructions.png (the first 8 test images over their reconstructions), each where the
-    family draws it; the files written."""
-    written = []
-    if isinstance(model, Sampler):
-        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-        n = max(64, getattr(model, "n_classes", 0)) if is_conditional(model) else 64
-        images, nrow = draw_samples(model, n, 8, generator, _sample_options(model, 1.0))
-        written.append(save_images(images, out / "samples.png", nrow=nrow))
-    if hasattr(model, "reconstruct") and len(test):
-        x, extra = next(iter(model_inputs(model, test.subset(min(8, len(test))), 8)))
-        written.append(save_images(torch.cat([x, *reconstruction_rows(model, x, extra)]), out / "reconstructions.png",
-                                   nrow=len(x)))
-    return written
 
 
 @torch.no_grad()

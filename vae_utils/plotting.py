@@ -127,7 +127,9 @@ def plot_class_histogram(fractions: Sequence[float], class_names: Optional[Seque
     ax.bar(range(len(fractions)), fractions)
     ax.axhline(1 / len(fractions), color="k", lw=0.8, ls="--", label="uniform")
     ax.set_xticks(range(len(fractions)), names, rotation=30, fontsize=8)
+    ax.set_xlabel("class the feature classifier gives a sample")
     ax.set_ylabel("fraction of samples")
+    ax.set_title("Classes of the samples, as the feature classifier sees them")
     ax.legend()
     return ax
 

@@ -179,7 +179,7 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
     real = classifier_features(classifier, real_test)
     fake = classifier_features(classifier, samples)
     result = {
-        "frechet_distance": frechet_distance(fake, real),
+        **_versus(real, fake),
         "frechet_distance_reconstructions": frechet_distance(classifier_features(classifier, reconstructions), real),
         "n_samples": n_samples,
         "sample_class_histogram": [round(v, 4) for v in class_histogram(classifier, samples).tolist()],
@@ -188,9 +188,20 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
     if train_data is not None:
         floor = classifier_features(classifier, train_data.subset(min(len(train_data), len(real_test))))
         result["frechet_distance_floor"] = frechet_distance(floor, real)
-    m = min(5000, len(real), len(fake))
-    result["precision"], result["recall"] = precision_recall(real[:m], fake[:m], k=PR_K)
     return result
+
+
+def _versus(real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """The Fréchet distance of two sets of features, and precision/recall on up to 5,000 of each."""
+    m = min(5000, len(real), len(fake))
+    precision, recall = precision_recall(real[:m], fake[:m], k=PR_K)
+    return {"frechet_distance": frechet_distance(fake, real), "precision": precision, "recall": recall}
+
+
+def image_quality(classifier: FeatureClassifier, real_test: ImageDataset, images: torch.Tensor) -> dict:
+    """Fréchet distance and precision/recall of any images (N, C, H, W) in [0, 1] against real_test, as
+    sample_quality scores samples: the scale beside a model's figures (real images blurred, an untrained model)."""
+    return _versus(classifier_features(classifier, real_test), classifier_features(classifier, images))
 
 
 def conditional_accuracy(model: nn.Module, classifier: FeatureClassifier, n_samples: int, seed: int) -> dict:

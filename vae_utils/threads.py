@@ -52,6 +52,19 @@ def free_cores(cpus: int, others_busy: float) -> int:
     return max(1, int(cpus - others_busy + 0.5))
 
 
+def threads_for_load(seconds: float = 0.5) -> int:
+    """The cores other work leaves free now, looked at over `seconds` (at most torch's thread count; that count where
+    /proc/stat is missing): for a process that chooses its threads once, such as a test session."""
+    most, start, own = torch.get_num_threads(), read_cpu_times(), time.process_time()
+    began = time.monotonic()
+    time.sleep(seconds)
+    end = read_cpu_times()
+    if start is None or end is None:
+        return most
+    others = ((end[0] - start[0]) - (time.process_time() - own)) / (time.monotonic() - began)
+    return min(most, free_cores(end[1], others))
+
+
 class ThreadGovernor:
     """Call once per training step: about every `interval` seconds it sets torch's thread count to the cores the rest
     of the machine leaves free, between 1 and the count it started with; `restore()` puts that count back."""
