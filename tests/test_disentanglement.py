@@ -1,4 +1,5 @@
-"""dSprites (the release's file, and the same grid drawn offline) and the mutual information gap (MIG)."""
+"""dSprites (the release's file, and the same grid drawn offline) and disentanglement_lib's metrics: the mutual
+information gap (MIG), the β-VAE and FactorVAE scores, DCI, SAP and modularity."""
 import json
 import math
 
@@ -143,11 +144,14 @@ def test_the_report_and_evaluate_give_mig_on_dsprites(tmp_path, capsys):
     test = vu.load_dataset("dsprites-generated", "test", subset=200)
     report = vu.evaluation_report(model, test, iwae_k=2)
     assert 0 <= report["mig"] <= 1 and report["mig_images"] == 200 and "MIG" in vu.format_report(report)
+    for key in ("beta_vae_score", "factor_vae_score", "dci_disentanglement", "dci_completeness", "sap", "modularity"):
+        assert 0 <= report[key] <= 1, key
+    assert "FactorVAE score" in vu.format_report(report) and "DCI" in vu.format_report(report)
     vu.save_checkpoint(model, tmp_path / "m.pt", train_config=vu.TrainConfig.for_dataset("dsprites-generated",
                                                                                          model=model.config).to_dict())
     assert main(["evaluate", str(tmp_path / "m.pt"), "--subset", "200", "--iwae-k", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["dataset"] == "dsprites-generated" and result["mig_images"] == 200
+    assert result["dataset"] == "dsprites-generated" and result["mig_images"] == 200 and "sap" in result
     assert any("generative factors" in note for note in result["notes"]) and "frechet_distance" not in result
 
 
@@ -157,3 +161,94 @@ def test_mig_needs_factors_and_a_gaussian_posterior():
         vu.mig(model, vu.ImageDataset(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))
     with pytest.raises(ValueError, match="expected factors of shape"):
         vu.ImageDataset(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), factors=torch.zeros(4, 2), factor_names=("a",))
+
+
+# ---- the rest of the suite: hand-made codes whose scores are known --------------------------------------------------
+
+def _uniform_factors(sizes=(2, 4, 5), n=6_000, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(s, (n,), generator=g) for s in sizes], 1)
+
+
+def _copying(factors: torch.Tensor) -> torch.Tensor:
+    """One latent dimension per factor holding its index, and a little noise: a perfectly disentangled code."""
+    return factors.double() + 0.01 * torch.randn(factors.shape, dtype=torch.float64,
+                                                 generator=torch.Generator().manual_seed(1))
+
+
+def _noise(factors: torch.Tensor) -> torch.Tensor:
+    return torch.randn(factors.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+
+def test_beta_vae_and_factor_vae_scores_are_one_for_a_copying_code_and_chance_for_noise():
+    from vae_utils.disentanglement import beta_vae_score, factor_vae_score
+
+    factors = _uniform_factors()
+    assert beta_vae_score(_copying(factors), factors, num_train=2_000, num_eval=1_000)["beta_vae_score"] == 1.0
+    assert factor_vae_score(_copying(factors), factors, num_train=2_000, num_eval=1_000)["factor_vae_score"] == 1.0
+    chance = 1 / factors.shape[1]
+    assert beta_vae_score(_noise(factors), factors, num_train=2_000, num_eval=1_000)["beta_vae_score"] == \
+        pytest.approx(chance, abs=0.05)
+    # noise: every dimension votes for whichever factor came up, so the majority vote is right about a third of the time
+    assert factor_vae_score(_noise(factors), factors, num_train=2_000, num_eval=1_000)["factor_vae_score"] == \
+        pytest.approx(chance, abs=0.06)
+
+
+def test_the_factor_vae_score_ignores_dimensions_that_do_not_vary():
+    from vae_utils.disentanglement import factor_vae_score
+
+    factors = _uniform_factors()
+    codes = torch.cat([_copying(factors), torch.zeros(len(factors), 2, dtype=torch.float64)], 1)  # two dead dims
+    result = factor_vae_score(codes, factors, num_train=1_000, num_eval=500)
+    assert result["factor_vae_active_dims"] == 3 and result["factor_vae_score"] == 1.0
+    assert factor_vae_score(torch.zeros(100, 3), factors[:100])["factor_vae_score"] == 0.0
+
+
+def test_dci_is_one_for_a_copying_code_and_low_for_noise():
+    from vae_utils.disentanglement import dci
+
+    factors = _uniform_factors(n=3_000)
+    perfect = dci(_copying(factors), factors)
+    assert perfect["dci_disentanglement"] == pytest.approx(1.0, abs=0.02)
+    assert perfect["dci_completeness"] == pytest.approx(1.0, abs=0.02)
+    assert perfect["dci_informativeness_test"] == 1.0
+    noise = dci(_noise(factors), factors)
+    assert noise["dci_disentanglement"] < 0.2 and noise["dci_completeness"] < 0.2
+    assert noise["dci_informativeness_test"] < 0.5  # chance: (1/2 + 1/4 + 1/5) / 3 = 0.32
+
+
+def test_sap_is_the_gap_between_the_two_best_dimensions():
+    from vae_utils.disentanglement import sap_score
+
+    factors = _uniform_factors(sizes=(2, 2), n=3_000)
+    one_each = _copying(factors)
+    # a binary factor in one dimension: accuracy 1 there, about 0.5 (a balanced guess) in the other
+    assert sap_score(one_each, factors)["sap"] == pytest.approx(0.5, abs=0.05)
+    both_in_two = torch.cat([one_each, one_each], 1)  # each factor held by two dimensions: no gap
+    assert sap_score(both_in_two, factors)["sap"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="at least two"):
+        sap_score(one_each[:, :1], factors)
+
+
+def test_modularity_by_hand_one_modular_dimension_and_one_that_mixes_two_factors():
+    from vae_utils.disentanglement import modularity
+
+    factors = _uniform_factors(sizes=(2, 2), n=12_000)
+    a, b = factors[:, 0].double(), factors[:, 1].double()
+    # dimension 0 holds a alone (per-dimension modularity 1); dimension 1 holds a and b equally (I = ln 2 each:
+    # squared MIs equal, modularity 0); the mean is 1/2 up to the finite-sample MI of dimension 0 with b
+    result = modularity(torch.stack([a, a + 2 * b], 1), factors)
+    assert result["modularity"] == pytest.approx(0.5, abs=0.01)
+    assert modularity(_copying(factors), factors)["modularity"] == pytest.approx(1.0, abs=1e-3)
+    assert result["explicitness_test"] == pytest.approx(1.0, abs=0.01)
+    assert modularity(_noise(factors), factors)["explicitness_test"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_the_suite_leaves_out_constant_factors_and_names_an_unknown_metric():
+    factors = torch.cat([torch.zeros(3_000, 1, dtype=torch.long), _uniform_factors(n=3_000)], 1)  # dSprites' colour
+    names = ("color", "a", "b", "c")
+    result = vu.disentanglement_suite(_copying(factors[:, 1:]), factors, names, metrics=("mig", "beta_vae_score"))
+    assert set(result["mig_per_factor"]) == {"a", "b", "c"} and result["beta_vae_score"] == 1.0
+    assert result["disentanglement_images"] == 3_000
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['irs'\]"):
+        vu.disentanglement_suite(_copying(factors[:, 1:]), factors, names, metrics=("irs",))

@@ -42,7 +42,8 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
                      "train"], "training"),
     "GMMSampler": "samplers",
     "CompileUnavailableError": "compiling",
-    **dict.fromkeys(["mig", "mutual_information_gap"], "disentanglement"),
+    **dict.fromkeys(["disentanglement_scores", "disentanglement_suite", "mig", "mutual_information_gap"],
+                    "disentanglement"),
     "conditional_accuracy": "report",
 }
 

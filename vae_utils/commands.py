@@ -240,7 +240,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     # the run's own data root (a folder's images, say) while it exists and the data set is the run's; --data-dir wins
     root = _existing(run.get("data_root")) if args.dataset is None else None
     full_test = _load(dataset, "test", args, model.image_shape, root)
-    factors = full_test.factors is not None  # dSprites: MIG, and no feature classifier (made for natural images)
+    factors = full_test.factors is not None  # dSprites: disentanglement, no feature classifier (made for natural images)
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
     classify = full_test.has_labels and not factors
@@ -256,7 +256,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                                progress=is_main(), sample_options=options,
                                classifier_accuracy=about.get("classifier_test_accuracy"), ex_post=ex_post)
     if factors:
-        report["notes"].append(f"{dataset} carries its generative factors: MIG, and no feature classifier (it is made "
+        report["notes"].append(f"{dataset} carries its generative factors: the disentanglement metrics, and no feature classifier (it is made "
                                "for natural images), so no Fréchet distance, precision/recall or class histogram")
     elif classifier is None:
         report["notes"].append(f"{dataset} has no class labels: no feature classifier, so no Fréchet distance, "

@@ -14,7 +14,7 @@ from .distributed import broadcast_object, is_main
 from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall,
                        predicted_classes)
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
-from .disentanglement import mutual_information_gap
+from .disentanglement import disentanglement_suite
 from .metrics import (ACTIVE_GROUP_NATS, NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate,
                       group_kl, iwae_nll, latent_stats)
 
@@ -35,8 +35,9 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
 
     Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
     VAE). Importance weights: the IWAE NLL with iwae_k samples and bits/dim. A `bound` term without them: bits/dim
-    of the bound. A Gaussian posterior: KL per dimension and active units, and the MIG on a set that carries its
-    generative factors (dSprites). Discrete codes: codebook usage and
+    of the bound. A Gaussian posterior: KL per dimension and active units, and on a set that carries its
+    generative factors (dSprites) disentanglement_lib's six metrics (MIG, β-VAE and FactorVAE scores, DCI, SAP,
+    modularity). Discrete codes: codebook usage and
     perplexity over the whole split, and the bound under a uniform prior (a learned prior's NLL comes from its
     loss terms). With a classifier, a model that samples: Fréchet distances, precision/recall and the class
     histogram of n_samples samples (sample_options go to `model.sample`, e.g. a prior's temperature); one that only
@@ -82,8 +83,8 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
     elif "bound" in report:
         report["bits_per_dim"] = None if undefined else report["bound"] / dims
     else:
-        notes.append(f"{type(model).__name__} offers no importance weights and no bound: no -log p(x) estimate "
-                     "beyond its loss")
+        notes.append(getattr(model, "no_density_note", None) or f"{type(model).__name__} offers no importance "
+                     "weights and no bound: no -log p(x) estimate beyond its loss")
     if undefined and (weighted or "bound" in report):
         notes.append(f"no bits/dim: {undefined}")
     if isinstance(model, DiscreteCodes):
@@ -97,7 +98,7 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
         report.update(active_units=int(stats.active.sum()), latent_dim=model.latent_dim,
                       kl_per_dim=[round(v, 4) for v in stats.kl_per_dim.tolist()])
         if getattr(test_data, "factors", None) is not None:  # a set with known generative factors (dSprites)
-            report.update(mutual_information_gap(stats.mu, test_data.factors, test_data.factor_names))
+            report.update(disentanglement_suite(stats.mu, test_data.factors, test_data.factor_names, seed=seed))
         if report["active_units"] == 0:
             notes.append("no latent unit is active (no posterior mean varies over the data by more than 0.01): the "
                          "posterior has collapsed to the prior and the decoder ignores z; train longer, or use KL "
@@ -255,6 +256,13 @@ def format_report(report: dict) -> str:
     if "mig" in report:
         per_factor = ", ".join(f"{k} {v:.2f}" for k, v in report["mig_per_factor"].items())
         lines.append(f"  MIG                  {report['mig']:8.3f}   ({per_factor})")
+    if "beta_vae_score" in report:
+        lines.append(f"  β-VAE / FactorVAE score {report['beta_vae_score']:5.3f} / {report['factor_vae_score']:.3f}   "
+                     f"SAP {report['sap']:.3f}   modularity {report['modularity']:.3f}   explicitness "
+                     f"{report['explicitness_test']:.3f}")
+        lines.append(f"  DCI                  {report['dci_disentanglement']:8.3f} disentanglement, "
+                     f"{report['dci_completeness']:.3f} completeness, {report['dci_informativeness_test']:.3f} "
+                     "informativeness")
     if "frechet_distance" in report:
         floor = report.get("frechet_distance_floor")
         at = f" (T={report['temperature']})" if "temperature" in report else ""
