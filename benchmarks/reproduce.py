@@ -4,7 +4,7 @@ VampPrior and Exemplar VAE papers (gated MLPs of 300 units, latent 40; `TrainCon
 (patience 51, as the reference code's `e > 50`) up to an epoch cap, and the test NLL by importance sampling with
 k = 5000 on all 10,000 test images binarized once (seed 0), scored once with the chosen epoch's weights.
 
-    python benchmarks/reproduce.py [--families vae vamp iwae] [--seeds 3] [--epochs 100] [--iwae-k 5000]
+    python benchmarks/reproduce.py [--families vae vamp iwae iaf] [--seeds 3] [--epochs 100] [--iwae-k 5000]
                                    [--out runs/reproduce] [--json benchmarks/results/reproduce.json]
 
 Norouzi et al. (2020, Exemplar VAE, Table 1) report 228.70 nats for the VAE and 227.35 for the VampPrior (K = 500
@@ -29,7 +29,7 @@ from protocol import protocol_run  # noqa: E402
 from results import mean_sd, versus_paper, write_results  # noqa: E402
 
 PAPER = {"vae": 228.70, "vamp": 227.35}  # Exemplar VAE, Table 1, dynamic binarization (no IWAE figure there)
-FIELDS = {"vae": {}, "vamp": {"pseudo_inputs": 500}, "iwae": {"k": 5}}
+FIELDS = {"vae": {}, "vamp": {"pseudo_inputs": 500}, "iwae": {"k": 5}, "iaf": {"flow_steps": 2}}  # IAF: 2 steps of 320 units
 
 
 def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: int) -> dict:

@@ -23,15 +23,17 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 def gaussian_log_weights(mu: Tensor, logvar: Tensor, decoder: nn.Module, x: Tensor, k: int, likelihood: str,
                          gaussian_std: float = 0.1, generator: Optional[torch.Generator] = None,
                          chunk_images: int = 2048, check_range: bool = True, precision: str = "fp32",
-                         subpixel: bool = True, log_prior: Callable[[Tensor], Tensor] = standard_normal_log_prob
-                         ) -> Tensor:
+                         subpixel: bool = True, log_prior: Callable[[Tensor], Tensor] = standard_normal_log_prob,
+                         flow: Optional[Callable[[Tensor], tuple[Tensor, Tensor]]] = None) -> Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples z_i ~ N(mu, exp(logvar)): (B, k) nats.
 
     mu, logvar (B, D) are the posterior of images x (B, C, H, W); decoder maps z (N, D) to the likelihood's
     parameters. The decoder runs on chunks of chunk_images samples, in bf16 autocast with precision="bf16" (the
     log-densities themselves are summed in fp32), its last stages in sub-pixel form unless subpixel=False
     (`unshuffled_decoder`: the same numbers, the images unshuffled to match). log_prior is log p(z) (B, c, D) ->
-    (B, c); the standard normal by default.
+    (B, c); the standard normal by default. flow (B, c, D) -> (z_K, log|det dz_K/dz|) (B, c, D), (B, c) moves
+    each sample through a normalizing flow (the IAF posterior): z_K is decoded and log q is lowered by the
+    log-determinant (change of variables).
     """
     if check_range and likelihood != "gaussian":
         check_unit_range(x, likelihood)
@@ -48,6 +50,9 @@ def gaussian_log_weights(mu: Tensor, logvar: Tensor, decoder: nn.Module, x: Tens
         eps = noise[:, first:first + c]  # (B, c, D)
         z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
         log_q = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + LOG_2PI).sum(-1)  # (B, c)
+        if flow is not None:
+            z, log_det = flow(z)
+            log_q = log_q - log_det
         with autocast(mu.device, precision):
             logits = net.logits(z.reshape(B * c, D))  # (B*c, C', H', W')
         out[:, first:first + c] = log_px_of_samples(logits, target, c, likelihood, gaussian_std) + log_prior(z) - log_q

@@ -36,9 +36,10 @@ def trainable_models() -> dict[str, type]:
 
 def model_options(parser: Optional[argparse.ArgumentParser] = None) -> list[ModelOption]:
     """One flag per field of every trainable family's config (plain values: int, float, str, bool, tuples of
-    them), with the field's comment as its help; a flag name the parser already has gets a "model-" prefix."""
+    them), with the field's comment as its help (each family's, where families give one field different
+    meanings); a flag name the parser already has gets a "model-" prefix."""
     taken = set(parser._option_string_actions) if parser is not None else set()
-    found: dict[str, tuple[type, bool, list[str], str]] = {}
+    found: dict[str, tuple[type, bool, list[str], dict[str, list[str]]]] = {}  # field -> (type, many, kinds, doc: kinds)
     for kind, cls in sorted(trainable_models().items()):
         config_class = cls.config_class
         hints, docs = typing.get_type_hints(config_class), field_docs(config_class)
@@ -46,15 +47,15 @@ def model_options(parser: Optional[argparse.ArgumentParser] = None) -> list[Mode
             kind_of_value = _flag_type(hints.get(f.name))
             if f.name in SHAPE_FIELDS or kind_of_value is None:
                 continue
-            if f.name in found:
-                found[f.name][2].append(kind)
-            else:
-                found[f.name] = (*kind_of_value, [kind], docs.get(f.name, ""))
+            if f.name not in found:
+                found[f.name] = (*kind_of_value, [], {})
+            found[f.name][2].append(kind)
+            found[f.name][3].setdefault(docs.get(f.name, ""), []).append(kind)
     options = []
-    for name, (value_type, many, kinds, doc) in found.items():
+    for name, (value_type, many, kinds, meanings) in found.items():
         flag = "--" + name.replace("_", "-")
         flag = "--model-" + name.replace("_", "-") if flag in taken else flag
-        help_text = f"{doc} [{', '.join(kinds)}]".replace("%", "%%")  # argparse formats % in help
+        help_text = "; ".join(f"{doc} [{', '.join(users)}]" for doc, users in meanings.items()).replace("%", "%%")
         spec = {"type": value_type, "default": None, "metavar": flag[2:].replace("-", "_").upper(), "help": help_text}
         if value_type is bool:
             spec = {"action": argparse.BooleanOptionalAction, "default": None, "help": spec["help"]}
