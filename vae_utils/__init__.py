@@ -40,7 +40,7 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
                     "report"),
     **dict.fromkeys(["NonFiniteLossError", "TrainingInterrupted", "UpdatesSkippedError", "selected_epoch", "stop_reason",
                      "train"], "training"),
-    "GMMSampler": "samplers",
+    **dict.fromkeys(["GMMSampler", "MAFSampler", "TwoStageSampler"], "samplers"),
     "CompileUnavailableError": "compiling",
     **dict.fromkeys(["disentanglement_scores", "disentanglement_suite", "mig", "mutual_information_gap"],
                     "disentanglement"),
@@ -81,5 +81,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError", "pretrained",
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
     "plot_kl_per_dim", "plot_kl_per_group", "plot_latent_projection", "plot_class_histogram",
-    "set_seed", "resolve_device", "resolve_precision", "GMMSampler",
+    "set_seed", "resolve_device", "resolve_precision", "GMMSampler", "MAFSampler", "TwoStageSampler",
 ]

@@ -128,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--binarized", action="store_true", help="score a test set binarized once with seed 0")
     e.add_argument("--temperature", type=float, default=1.0, help="a VQ-VAE prior's sampling temperature for the "
                                                                    "Fréchet distance (default 1: the prior itself)")
-    e.add_argument("--sampler", choices=("prior", "gmm"), default="prior", help="gmm: also score samples from a "
-                   "Gaussian mixture fitted to the training set's posterior means (Ghosh et al., 2020), beside the "
-                   "prior's (models with a Gaussian posterior)")
+    e.add_argument("--sampler", choices=("prior", "gmm", "maf", "two-stage"), default="prior",
+                   help="also score samples decoded from a density fitted to the training set's codes, beside the "
+                   "prior's (models with a Gaussian posterior): gmm, a Gaussian mixture of the posterior means (Ghosh "
+                   "et al., 2020); maf, a masked autoregressive flow of them; two-stage, a second VAE on posterior "
+                   "samples (Dai & Wipf, 2019)")
     e.add_argument("--gmm-components", type=int, default=10, help="components of that mixture (default 10)")
     e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
     e.add_argument("--data-dir", default=None, help=DATA_DIR_HELP.replace("a run records it for evaluate and "

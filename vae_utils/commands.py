@@ -28,7 +28,7 @@ from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_opt
 from .registry import generative_models, model_class, registered_models
 from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
-from .samplers import GMMSampler
+from .samplers import SAMPLERS, GMMSampler
 from .training import selected_epoch, stop_reason, train
 
 def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
@@ -229,12 +229,12 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                               "checkpoints (the last.pt or best.pt that training writes)")
     model = model_from_checkpoint(saved, args.checkpoint, device)
     options = _sample_options(model, args.temperature)
-    if args.sampler == "gmm" and not isinstance(model, GaussianLatent):
-        raise ValueError(f"--sampler gmm: a {model.kind} model has no Gaussian posterior to fit a mixture to; use "
-                         "--sampler prior")
-    if args.sampler == "gmm" and is_conditional(model):
-        raise ValueError(f"--sampler gmm: a {model.kind} model decodes z with a label, which a mixture over z does not "
-                         "give; use --sampler prior")
+    if args.sampler != "prior" and not isinstance(model, GaussianLatent):
+        raise ValueError(f"--sampler {args.sampler}: a {model.kind} model has no Gaussian posterior to fit a density to; "
+                         "use --sampler prior")
+    if args.sampler != "prior" and is_conditional(model):
+        raise ValueError(f"--sampler {args.sampler}: a {model.kind} model decodes z with a label, which a density over z "
+                         "does not give; use --sampler prior")
     run = saved.get("train_config") if isinstance(saved.get("train_config"), dict) else {}
     dataset = canonical_name(args.dataset or run.get("dataset", "fashion-mnist"))
     # the run's own data root (a folder's images, say) while it exists and the data set is the run's; --data-dir wins
@@ -244,13 +244,17 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     grey_test = full_test.subset(args.subset)
     test_ds = binarize(grey_test, seed=0) if args.binarized else grey_test
     classify = full_test.has_labels and not factors
-    train_ds = _load(dataset, "train", args, model.image_shape, root) if classify or args.sampler == "gmm" else None
+    train_ds = _load(dataset, "train", args, model.image_shape, root) if classify or args.sampler != "prior" else None
     classifier, about = None, {}
     if classify:  # the feature classifier learns from the labels
         path = args.classifier or default_classifier_path(train_ds.name.split("/")[0], train_ds.image_shape)
         classifier, accuracy = load_or_train_classifier(args.classifier, train_ds, full_test, device=device)
         about = {"classifier": str(path), "classifier_sha256": file_sha256(path), "classifier_test_accuracy": accuracy}
-    ex_post = GMMSampler(model, train_ds, args.gmm_components, args.seed) if args.sampler == "gmm" else None
+    ex_post = None
+    if args.sampler == "gmm":
+        ex_post = GMMSampler(model, train_ds, args.gmm_components, args.seed)
+    elif args.sampler != "prior":
+        ex_post = SAMPLERS[args.sampler](model, train_ds, seed=args.seed)
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
                                progress=is_main(), sample_options=options,

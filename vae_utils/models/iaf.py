@@ -48,20 +48,22 @@ class MaskedLinear(nn.Linear):
 
 class MADE(nn.Module):
     """(m, s), each (..., D), of z (..., D) and a context h (..., C), output d a function of z_<d alone
-    (Germain et al., 2015): degrees 1..D on the inputs and outputs, 1..D-1 in turn on the hidden units."""
+    (Germain et al., 2015): degrees 1..D on the inputs and outputs, 1..D-1 in turn on the hidden units. context=0:
+    no context (h is ignored), as a density estimator's MADE (the MAF sampler's)."""
 
-    def __init__(self, dim: int, hidden: int, context: int) -> None:
+    def __init__(self, dim: int, hidden: int, context: int = 0) -> None:
         super().__init__()
         inputs = torch.arange(1, dim + 1)
         units = torch.arange(hidden) % max(1, dim - 1) + 1  # (H,) each unit's degree
         self.first = MaskedLinear(dim, hidden, units[:, None] >= inputs[None, :])
-        self.context = nn.Linear(context, hidden)
+        self.context = nn.Linear(context, hidden) if context else None
         self.second = MaskedLinear(hidden, hidden, units[:, None] >= units[None, :])
         out_mask = inputs[:, None] > units[None, :]  # (D, H): output d sees units of degree < d
         self.out = MaskedLinear(hidden, 2 * dim, torch.cat([out_mask, out_mask]))
 
-    def forward(self, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        a = F.elu(self.first(z) + self.context(h))
+    def forward(self, z: Tensor, h: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        a = self.first(z) if self.context is None else self.first(z) + self.context(h)
+        a = F.elu(a)
         a = F.elu(self.second(a))
         m, s = self.out(a).chunk(2, dim=-1)
         return m, s
