@@ -13,7 +13,8 @@ training seconds side by side.
 
 `binarized`: `TrainConfig.recipe(RECIPE)` on dynamically binarized Fashion-MNIST under the papers' protocol (10,000
 training images held out for validation, early stopping on them): "ladder-binarized" (the dense ladder,
-models/ladder.py, the default) or "hvae-binarized" (the convolutional hierarchy), for seeds 0 ... --seeds - 1 in
+models/ladder.py, the default), "ladder-vamp-binarized" (the same with a VampPrior on its top group,
+models/ladder_vamp.py) or "hvae-binarized" (the convolutional hierarchy), for seeds 0 ... --seeds - 1 in
 OUT/seed<s>/; resumable: a second call continues each seed's last.pt, and a scored seed is read back from its
 result.json. Every --curve-every epochs the moving average's IWAE NLL (k=--curve-k on --curve-images validation
 images) gives the curve of NLL against training time; at the end the papers' estimate for the chosen epoch, k=5000
@@ -184,8 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=("default", "binarized", "cifar10"))
     parser.add_argument("--out", type=Path, default=None, help="checkpoint folder (binarized: runs/RECIPE)")
-    parser.add_argument("--recipe", choices=("ladder-binarized", "hvae-binarized"), default="ladder-binarized",
-                        help="binarized: the dense ladder's recipe or the convolutional hierarchy's")
+    parser.add_argument("--recipe", choices=("ladder-binarized", "ladder-vamp-binarized", "hvae-binarized"),
+                        default="ladder-binarized", help="binarized: the dense ladder's recipe (with its VampPrior: "
+                        "ladder-vamp-binarized) or the convolutional hierarchy's")
     parser.add_argument("--epochs", type=int, default=None, help="default: 10 (default), the recipe's (binarized)")
     parser.add_argument("--families", nargs="+", choices=("vae", "hvae", "ladder"), default=["vae", "hvae", "ladder"],
                         help="default: the hierarchies to train beside the VAE (which always runs, first)")

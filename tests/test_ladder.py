@@ -151,3 +151,70 @@ def test_the_command_line_trains_the_binarized_recipe_and_scores_each_group(idx_
     result = json.loads(capsys.readouterr().out)
     assert len(result["kl_per_group"]) == 2 and math.isfinite(result["iwae_nll"])
     assert main(["sample", checkpoint, "--out", str(tmp_path / "cold.png"), "--n", "4", "--temperature", "0.5"]) == 0
+
+
+# ---- the ladder with a VampPrior on its top group -----------------------------------------------------------------
+
+VAMP_TINY = vu.model_class("ladder-vamp").config_class(**TINY.to_dict(), pseudo_inputs=5)
+
+
+def _vamp_model(config=VAMP_TINY):
+    torch.manual_seed(0)
+    return vu.model_class("ladder-vamp")(config)
+
+
+def test_the_top_prior_is_the_mixture_of_the_pseudo_inputs_top_posteriors():
+    from torch.distributions import Categorical, Independent, MixtureSameFamily
+
+    model = _vamp_model()
+    with torch.no_grad():
+        mu, logvar = model.pseudo_posteriors()  # (5, 2)
+        z = torch.randn(7, 2)
+        mixture = MixtureSameFamily(Categorical(torch.ones(5)), Independent(Normal(mu, torch.exp(0.5 * logvar)), 1))
+        torch.testing.assert_close(model.log_top_prior(z), mixture.log_prob(z), rtol=1e-5, atol=1e-5)
+        features = model.bottom_up(torch.sigmoid(model.pseudo_logits))[0]  # the top block's posterior of each u_k
+        _, group = model.blocks[0](model.top.expand(5, -1), features, torch.zeros(5, 2), posterior_mean=True)
+    torch.testing.assert_close(mu, group.q_mu)
+
+
+def test_the_top_groups_kl_is_the_one_sample_estimate_against_the_mixture_and_the_rest_stay_analytic():
+    model, x = _vamp_model(), _images(4)
+    ladder = vu.LadderVAE(TINY)
+    ladder.load_state_dict({k: v for k, v in model.state_dict().items() if k != "pseudo_logits"})
+    with torch.no_grad():
+        _, groups = model._posterior_pass(x, torch.Generator().manual_seed(0))
+        kls, plain = model._group_kls(groups), ladder._group_kls(groups)
+        top = groups[0]
+        q = Normal(top.q_mu, torch.exp(0.5 * top.q_logvar)).log_prob(top.z).sum(1)
+    torch.testing.assert_close(kls[:, 1:], plain[:, 1:])
+    torch.testing.assert_close(kls[:, 0], q - model.log_top_prior(top.z), rtol=1e-4, atol=1e-4)
+
+
+def test_the_vamp_ladder_samples_and_resumes_bit_exactly(tmp_path):
+    model = _vamp_model()
+    a, b = (model.sample(3, torch.Generator().manual_seed(0), temperature=0.5) for _ in range(2))
+    assert a.shape == (3, 1, 28, 28) and torch.equal(a, b)
+    config = vu.TrainConfig(model=VAMP_TINY, model_kind="ladder-vamp", epochs=2, batch_size=16,
+                            lr_schedule="constant", ema_decay=0.999, grad_clip=200.0, skip_factor=10.0)
+    straight = _vamp_model()
+    vu.train(straight, blob_data(32), None, config, out_dir=tmp_path / "a", progress=False)
+    vu.train(_vamp_model(), blob_data(32), None, vu.TrainConfig(**{**config.__dict__, "epochs": 1}),
+             out_dir=tmp_path / "b", progress=False)
+    resumed = _vamp_model()
+    vu.train(resumed, blob_data(32), None, config, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt",
+             progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    loaded = vu.load_checkpoint(tmp_path / "b" / "last.pt")
+    assert type(loaded).__name__ == "LadderVampVAE" and loaded.config == VAMP_TINY
+
+
+def test_the_vamp_ladder_recipe_trains_and_scores_from_the_command_line(idx_root, tmp_path, capsys):
+    main(["train", "--recipe", "ladder-vamp-binarized", "--data-dir", str(idx_root), "--epochs", "1",
+          "--batch-size", "16", "--val-size", "16", "--latent-dims", "2", "3", "--width", "8", "--hidden-dim", "16",
+          "--pseudo-inputs", "4", "--out", str(tmp_path / "run"), "--quiet"])
+    assert json.loads(capsys.readouterr().out)["model_kind"] == "ladder-vamp"
+    assert main(["evaluate", str(tmp_path / "run" / "last.pt"), "--data-dir", str(idx_root), "--iwae-k", "2",
+                 "--subset", "8"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_kind"] == "ladder-vamp" and len(result["kl_per_group"]) == 2
+    assert math.isfinite(result["iwae_nll"])

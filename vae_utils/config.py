@@ -211,6 +211,11 @@ RECIPES: dict[str, dict[str, Any]] = {  # {"model": config fields, "train": Trai
                                        kl_warmup_epochs=10, ema_decay=0.999, grad_clip=200.0, skip_factor=10.0,
                                        **PAPERS_PROTOCOL)},
 }
+# The same ladder with a VampPrior of K = 500 pseudo-inputs on its top group (models/ladder_vamp.py), as the VampPrior
+# and Exemplar VAE papers give their two-level HVAE
+RECIPES["ladder-vamp-binarized"] = {"kind": "ladder-vamp", "model": {**RECIPES["ladder-binarized"]["model"],
+                                                                     "pseudo_inputs": 500},
+                                    "train": dict(RECIPES["ladder-binarized"]["train"])}
 
 
 def _preset_model(config_class: type, name: str) -> Config:

@@ -322,8 +322,7 @@ class HVAE(nn.Module):
         c = self.config
         logits, groups = self._posterior_pass(x, generator, batch_rows)
         recon = reconstruction_loss(logits, x, c.likelihood, c.gaussian_std, check_range)  # (B,)
-        kl_groups = torch.stack([gaussian_kl(g.q_mu, g.q_logvar, g.p_mu, g.p_logvar).flatten(1).sum(1)
-                                 for g in groups], dim=1)  # (B, G)
+        kl_groups = self._group_kls(groups)  # (B, G)
         recon, kl = recon.mean(), kl_groups.sum(1).mean()
         if config is None:
             return HVAETerms(recon + kl, recon, kl)
@@ -338,12 +337,21 @@ class HVAE(nn.Module):
         noise = self._noise(len(x), generator, batch_rows)
         return self._top_down(self.bottom_up(x), len(x), noise, [1.0] * self.n_groups, self.n_groups)
 
+    def _group_kls(self, groups: list[Group]) -> Tensor:
+        """KL(q(z_g|x, z_<g) || p(z_g|z_<g)) of each group drawn from the posterior, analytic: (B, G) nats."""
+        return torch.stack([gaussian_kl(g.q_mu, g.q_logvar, g.p_mu, g.p_logvar).flatten(1).sum(1) for g in groups],
+                           dim=1)
+
+    def _log_ratio(self, groups: list[Group]) -> Tensor:
+        """sum_g log p(z_g | z_<g) - log q(z_g | x, z_<g) at the groups' samples: (B,) nats."""
+        return sum(gaussian_log_prob(g.z, g.p_mu, g.p_logvar) - gaussian_log_prob(g.z, g.q_mu, g.q_logvar)
+                   for g in groups)
+
     @torch.no_grad()
     def kl_per_group(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """KL(q(z_g|x, z_<g) || p(z_g|z_<g)) of each group, top first: (B, n_groups) nats."""
         _, groups = self._posterior_pass(x, generator)
-        return torch.stack([gaussian_kl(g.q_mu, g.q_logvar, g.p_mu, g.p_logvar).flatten(1).sum(1) for g in groups],
-                           dim=1)
+        return self._group_kls(groups)
 
     @torch.no_grad()
     def log_importance_weights(self, x: Tensor, k: int, generator: Optional[torch.Generator] = None, *,
@@ -375,8 +383,7 @@ class HVAE(nn.Module):
             with autocast(x.device, precision):
                 h, groups = self._walk(repeated, B * n, noise, [1.0] * self.n_groups, self.n_groups)
                 logits = net.logits(h)
-            log_ratio = sum(gaussian_log_prob(g.z, g.p_mu, g.p_logvar) - gaussian_log_prob(g.z, g.q_mu, g.q_logvar)
-                            for g in groups)  # (B*n,)
+            log_ratio = self._log_ratio(groups)  # (B*n,)
             out[:, first:first + n] = (log_px_of_samples(logits, target, n, c.likelihood, c.gaussian_std)
                                        + log_ratio.view(B, n))
         return out
