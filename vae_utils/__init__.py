@@ -45,6 +45,7 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
     **dict.fromkeys(["disentanglement_scores", "disentanglement_suite", "mig", "mutual_information_gap"],
                     "disentanglement"),
     "conditional_accuracy": "report",
+    **dict.fromkeys(["from_pretrained", "model_card", "push_to_hub", "save_pretrained"], "hub"),
 }
 
 
@@ -82,4 +83,5 @@ __all__ = [
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
     "plot_kl_per_dim", "plot_kl_per_group", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision", "GMMSampler", "MAFSampler", "TwoStageSampler",
+    "save_pretrained", "from_pretrained", "push_to_hub", "model_card",
 ]

@@ -27,6 +27,7 @@ from ..importance import LOG_2PI, log_px_of_samples
 from ..losses import (LIKELIHOODS, check_unit_range, decoder_channels, kl_warmup_factor, mean_image,
                       reconstruction_loss)
 from ..nets import DenseResBlock, ResBlock, check_images, feature_sizes
+from ..hub import HubMixin
 from ..registry import register_model
 from ..repro import autocast
 from ..subpixel import UnshuffledDecoder
@@ -201,7 +202,7 @@ class BottomUp(nn.Module):
 
 
 @register_model("hvae")
-class HVAE(nn.Module):
+class HVAE(HubMixin, nn.Module):
     """Top-down hierarchical VAE (Sønderby et al., 2016; Kingma et al., 2016; NVAE; VDVAE): groups of spatial
     latents at several resolutions, each conditioned on the groups above it, in prior and posterior alike."""
 

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from ..config import Config, TrainConfig, check, check_int, is_number
 from ..losses import reconstruction_loss
+from ..hub import HubMixin
 from ..registry import register_model
 from .vqvae import VQVAE, VQVAEConfig
 
@@ -67,7 +68,7 @@ class CausalTransformer(nn.Module):
 
 
 @register_model("vqvae-prior")
-class CodePrior(nn.Module):
+class CodePrior(HubMixin, nn.Module):
     """p(codes) of a VQ-VAE as an autoregressive transformer; with the VQ-VAE inside, it samples images.
 
     The VQ-VAE is frozen (its weights travel in the same checkpoint, so the file alone rebuilds the generative

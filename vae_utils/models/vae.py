@@ -13,6 +13,7 @@ from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, Tr
 from ..importance import gaussian_log_weights
 from ..losses import LIKELIHOODS, LossTerms, decoder_channels, kl_warmup_factor, mean_image, vae_loss
 from ..nets import GatedDense, ResBlock, check_images, feature_sizes
+from ..hub import HubMixin
 from ..registry import register_model
 
 
@@ -167,7 +168,7 @@ def _first_line(err: BaseException) -> str:
 
 
 @register_model("vae")
-class VAE(nn.Module):
+class VAE(HubMixin, nn.Module):
     """Convolutional Variational Autoencoder (Kingma & Welling, 2013) with a N(0, I) prior."""
 
     config_class = VAEConfig

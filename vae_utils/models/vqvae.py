@@ -14,6 +14,7 @@ from ..config import (CHANNEL_COUNTS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config, Tr
 from ..distributed import all_reduce_sum, broadcast_tensor, gather_objects, world_size
 from ..losses import LIKELIHOODS, decoder_channels, mean_image, reconstruction_loss
 from ..nets import ResBlock, check_images
+from ..hub import HubMixin
 from ..registry import register_model
 
 
@@ -199,7 +200,7 @@ class VQDecoder(nn.Module):
 
 
 @register_model("vqvae")
-class VQVAE(nn.Module):
+class VQVAE(HubMixin, nn.Module):
     """Vector-quantised VAE: encoder -> nearest codebook entries (straight-through) -> decoder.
 
     Alone it is an autoencoder with a uniform prior over codes; `CodePrior` learns p(codes) and samples.
