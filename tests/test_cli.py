@@ -116,7 +116,7 @@ def test_evaluating_the_classifier_checkpoint_says_it_is_not_a_vae(tmp_path):
     result = _cli("evaluate", vu.features.SHIPPED_DIR / "classifier-fashion-mnist.pt")
     assert result.returncode == 2
     assert "holds a feature-classifier checkpoint: evaluate scores " in result.stderr and result.stderr.count("\n") == 1
-    assert " vae, " in result.stderr and "vqvae-prior checkpoints" in result.stderr  # every generative family
+    assert " vae, " in result.stderr and " vqvae-prior, " in result.stderr  # every generative family
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -79,6 +79,6 @@ def test_a_train_config_saved_before_model_kind_existed_holds_a_vae():
 def test_the_long_recipe_is_a_binarized_run_of_a_wider_vae():
     config = vu.TrainConfig.recipe("long", epochs=3)
     assert config.binarize and config.epochs == 3 and config.model.latent_dim == 64
-    recipes = "\\['hvae-binarized', 'ladder-binarized', 'long', 'paper-mlp'\\]"
+    recipes = "\\['hvae-binarized', 'ladder-binarized', 'ladder-vamp-binarized', 'long', 'paper-mlp'\\]"
     with pytest.raises(ValueError, match=f"no recipe 'short': recipes are {recipes}"):
         vu.TrainConfig.recipe("short")
