@@ -30,6 +30,7 @@ class LatentSampler(nn.Module):
         return self.model.image_shape
 
     def draw(self, n: int, generator: Optional[torch.Generator]) -> Tensor:
+        """n codes (n, D) of the fitted density, seeded by generator: each sampler's own."""
         raise NotImplementedError
 
     @torch.no_grad()
