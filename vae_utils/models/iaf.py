@@ -110,7 +110,7 @@ class IAF(VAE):
             if i > 0:
                 z = z.flip(-1)  # reverse the order, so that each dimension is conditioned on all others in turn
             m, s = step(z, h)
-            gate = (s.float() + FORGET_BIAS)
+            gate = s.float() + FORGET_BIAS
             sigma = torch.sigmoid(gate)
             z = sigma * z + (1 - sigma) * m.float()
             log_det = log_det + F.logsigmoid(gate).sum(-1)
