@@ -15,7 +15,8 @@ LAYERS = {
     "data": ["images", "dsprites", "data"],
     "nets": ["losses", "nets", "subpixel", "importance"],
     "models": ["models", "models.*"],
-    "evaluation": ["metrics", "features", "latent", "samplers", "disentanglement", "report", "grids"],
+    "evaluation": ["metrics", "features", "inception", "reconstruction", "latent", "samplers", "disentanglement",
+                   "report", "grids"],
     "training": ["compiling", "rundir", "runlog", "threads", "training"],
     "interface": ["options", "commands", "pictures", "cli", "__main__", "__init__"],
 }

@@ -46,6 +46,8 @@ _LAZY = {  # public name -> the module that defines it, imported when the name i
                     "disentanglement"),
     "conditional_accuracy": "report",
     **dict.fromkeys(["from_pretrained", "model_card", "push_to_hub", "save_pretrained"], "hub"),
+    **dict.fromkeys(["InceptionFeatures", "inception_scores", "inception_weights"], "inception"),
+    "reconstruction_fidelity": "reconstruction",
 }
 
 
@@ -84,4 +86,5 @@ __all__ = [
     "plot_kl_per_dim", "plot_kl_per_group", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision", "GMMSampler", "MAFSampler", "TwoStageSampler",
     "save_pretrained", "from_pretrained", "push_to_hub", "model_card",
+    "InceptionFeatures", "inception_scores", "inception_weights", "reconstruction_fidelity",
 ]

@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "et al., 2020); maf, a masked autoregressive flow of them; two-stage, a second VAE on posterior "
                    "samples (Dai & Wipf, 2019)")
     e.add_argument("--gmm-components", type=int, default=10, help="components of that mixture (default 10)")
+    e.add_argument("--fid", action="store_true", help="also FID and KID of the samples on the standard Inception's "
+                   "features (torch-fidelity's TensorFlow-compatible InceptionV3), the figures image papers print; "
+                   "about 6 GFLOP per image (docs/evaluation.md)")
+    e.add_argument("--inception-weights", type=Path, default=None, help="the Inception weights file for --fid "
+                   "(default: torch's hub cache, downloaded there once)")
     e.add_argument("--dataset", default=None, help="default: the checkpoint's training data set")
     e.add_argument("--data-dir", default=None, help=DATA_DIR_HELP.replace("a run records it for evaluate and "
                                                                            "resume", "default here: the run's own"))
@@ -234,8 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         result = commands[args.command](args)
         main_process = is_main()
-    except (ValueError, OSError, CompileUnavailableError) as err:  # bad input, missing data, unwritable output, a bad
-        # checkpoint, no working compiler for --compile
+    except (ValueError, OSError, ImportError, CompileUnavailableError) as err:  # bad input, missing data, unwritable
+        # output, a bad checkpoint, an optional package missing (--fid), no working compiler for --compile
         parser.exit(2, f"error: {_one_line(err)}\n")
     except NonFiniteLossError as err:
         parser.exit(1, f"error: {_one_line(err)}\n")

@@ -22,6 +22,7 @@ from .features import (cached_classifier_path, default_classifier_path, file_sha
                        train_classifier)
 from .files import atomic_write
 from .grids import save_run_pictures
+from .inception import InceptionFeatures
 from .models.prior import CodePrior, PriorConfig
 from .models.vqvae import VQVAE, VQVAEConfig
 from .options import PRIOR_EPOCHS, PRIOR_FLAGS, PRIOR_LR, TRAIN_FLAGS, model_options, trainable_models
@@ -218,6 +219,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         raise ValueError(f"--temperature {args.temperature}: expected a number > 0 (1 samples the prior itself)")
     if args.subset is not None:
         _check_range(args.subset, "--subset", PR_K + 1, 10**9)
+    if args.inception_weights is not None and not args.fid:
+        raise ValueError("--inception-weights is the network of --fid: add --fid, or drop the flag")
     device = resolve_device(args.device)
     if launched_by_torchrun():  # the test set is shared out and the sums reduced
         init_from_env(device.type)
@@ -229,6 +232,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                               "checkpoints (the last.pt or best.pt that training writes)")
     model = model_from_checkpoint(saved, args.checkpoint, device)
     options = _sample_options(model, args.temperature)
+    inception = InceptionFeatures(args.inception_weights, device=device) if args.fid else None  # before any work
     if args.sampler != "prior" and not isinstance(model, GaussianLatent):
         raise ValueError(f"--sampler {args.sampler}: a {model.kind} model has no Gaussian posterior to fit a density to; "
                          "use --sampler prior")
@@ -258,7 +262,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     report = evaluation_report(model, test_ds, train_ds, classifier, iwae_k=args.iwae_k, n_samples=args.samples,
                                seed=args.seed, real_test=grey_test, iwae_precision=args.iwae_precision,
                                progress=is_main(), sample_options=options,
-                               classifier_accuracy=about.get("classifier_test_accuracy"), ex_post=ex_post)
+                               classifier_accuracy=about.get("classifier_test_accuracy"), ex_post=ex_post,
+                               inception=inception)
     if factors:
         report["notes"].append(f"{dataset} carries its generative factors: the disentanglement metrics, and no feature classifier (it is made "
                                "for natural images), so no Fréchet distance, precision/recall or class histogram")

@@ -11,12 +11,14 @@ from torch import nn
 from .capabilities import DiscreteCodes, GaussianLatent, Hierarchical, ImportanceWeighted, LearnedPrior, Sampler
 from .data import ImageDataset, is_conditional, model_inputs
 from .distributed import broadcast_object, is_main
+from .inception import InceptionFeatures, inception_scores
 from .features import (FeatureClassifier, class_histogram, classifier_features, frechet_distance, precision_recall,
                        predicted_classes)
 from .config import MAX_IWAE_K, MAX_SAMPLES, PR_K
 from .disentanglement import disentanglement_suite
 from .metrics import (ACTIVE_GROUP_NATS, NOISY_BELOW, _check_count, bits_undefined, codebook_usage, evaluate,
                       group_kl, iwae_nll, latent_stats)
+from .reconstruction import reconstruction_fidelity
 
 NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is too close to chance to trust
 UNIFORM_BITS = {"discretized-logistic": 8.0, "discretized-mix-logistic": 8.0,  # bits/dim of a uniform guess: 256
@@ -30,7 +32,8 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
                       classifier: Optional[FeatureClassifier] = None, iwae_k: int = 100, n_samples: int = 10_000,
                       seed: int = 0, real_test: Optional[ImageDataset] = None, iwae_precision: str = "fp32",
                       progress: bool = False, sample_options: Optional[dict[str, Any]] = None,
-                      classifier_accuracy: Optional[float] = None, ex_post: Optional[nn.Module] = None) -> dict:
+                      classifier_accuracy: Optional[float] = None, ex_post: Optional[nn.Module] = None,
+                      inception: Optional[InceptionFeatures] = None) -> dict:
     """Everything the model offers, on test_data, in nats per image; `notes` says what is missing or noisy.
 
     Always: the model's loss terms with one fixed-seed sample per image (`evaluate`: -ELBO, recon and KL for a
@@ -52,12 +55,17 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
 
     ex_post (e.g. a samplers.GMMSampler) adds the same sample figures for its samples, prefixed with its `name`
     (gmm_frechet_distance, gmm_precision, gmm_recall, gmm_sample_class_histogram).
+
+    A model that reconstructs: PSNR and SSIM of its reconstructions of test_data. With `inception` (an
+    InceptionFeatures), a model that samples: FID and KID of n_samples samples against real_test on the standard
+    Inception's features (inception_fid, inception_kid, inception_kid_sd), the figures image papers print.
     """
     real_test = test_data if real_test is None else real_test
     weighted, samples = isinstance(model, ImportanceWeighted), classifier is not None and isinstance(model, Sampler)
+    inception = inception if isinstance(model, Sampler) else None
     if weighted:
         _check_count(iwae_k, "iwae_k", 1, MAX_IWAE_K, "importance samples")
-    if samples:
+    if samples or inception is not None:
         _check_count(n_samples, "n_samples", PR_K + 1, MAX_SAMPLES, "samples")
         _check_count(len(real_test), "test images", PR_K + 1, math.inf, "images for precision/recall")
     sample_options = _checked_sample_options(model, sample_options)
@@ -134,6 +142,12 @@ def evaluation_report(model: nn.Module, test_data: ImageDataset, train_data: Opt
             quality = sample_quality(ex_post, classifier, real_test, None, n_samples, seed) if is_main() else None
             report.update({f"{name}_{k}": v for k, v in broadcast_object(quality).items()
                            if k in ("frechet_distance", "precision", "recall", "sample_class_histogram")})
+    if hasattr(model, "reconstruct"):
+        report.update(broadcast_object(reconstruction_fidelity(model, test_data) if is_main() else None))
+    if inception is not None:
+        scores = (inception_scores(inception, real_test, draw_samples(model, n_samples, seed, sample_options), seed)
+                  if is_main() else None)
+        report.update({f"inception_{k}": v for k, v in broadcast_object(scores).items()}, inception_samples=n_samples)
     report.update(sample_options)  # e.g. the prior's temperature, recorded even when no sample was scored
     report["notes"] = notes
     return report
@@ -172,9 +186,7 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
                    sample_options: Optional[dict[str, Any]] = None) -> dict:
     """Fréchet distances, precision/recall and the class histogram of n_samples samples against real_test."""
     options = dict(sample_options or {})
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    samples = torch.cat([model.sample(min(1000, n_samples - i), generator=generator, **options).cpu()
-                         for i in range(0, n_samples, 1000)])
+    samples = draw_samples(model, n_samples, seed, options)
     reconstructions = torch.cat([model.reconstruct(x, **extra).cpu()
                                  for x, extra in model_inputs(model, real_test, 1000)])
     real = classifier_features(classifier, real_test)
@@ -190,6 +202,14 @@ def sample_quality(model: nn.Module, classifier: FeatureClassifier, real_test: I
         floor = classifier_features(classifier, train_data.subset(min(len(train_data), len(real_test))))
         result["frechet_distance_floor"] = frechet_distance(floor, real)
     return result
+
+
+def draw_samples(model: nn.Module, n: int, seed: int, sample_options: Optional[dict[str, Any]] = None
+                 ) -> torch.Tensor:
+    """n samples of the model (N, C, H, W) on the CPU, drawn 1,000 at a time from one generator seeded with seed."""
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    return torch.cat([model.sample(min(1000, n - i), generator=generator, **(sample_options or {})).cpu()
+                      for i in range(0, n, 1000)])
 
 
 def _versus(real: torch.Tensor, fake: torch.Tensor) -> dict:
@@ -274,6 +294,12 @@ def format_report(report: dict) -> str:
         for name in sorted(k.removesuffix("_frechet_distance") for k in report if k.endswith("_frechet_distance")):
             lines.append(f"  with the {name} sampler: Fréchet distance {report[name + '_frechet_distance']:.2f}, "
                          f"precision / recall {report[name + '_precision']:.3f} / {report[name + '_recall']:.3f}")
+    if "psnr" in report:
+        lines.append(f"  reconstructions      PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f}")
+    if "inception_fid" in report:
+        lines.append(f"  Inception FID / KID  {report['inception_fid']:8.2f} / {report['inception_kid']:.4f} ± "
+                     f"{report['inception_kid_sd']:.4f}   ({report['inception_samples']:,} samples, the standard "
+                     "Inception's features)")
     if "conditional_accuracy" in report:
         lines.append(f"  conditional accuracy {report['conditional_accuracy']:8.3f}   (samples drawn for class c "
                      "that the classifier assigns to c)")
