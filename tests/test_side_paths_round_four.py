@@ -56,7 +56,7 @@ def test_a_config_file_whose_model_is_a_number_is_refused_in_one_line(tmp_path, 
 
 
 # 17. vu.pretrained with a name of the wrong type
-@pytest.mark.parametrize("name", [["fashion-mnist-vae"], {"a": 1}, 3, None])
+@pytest.mark.parametrize("name", [["fashion-mnist-vae"], {"a": 1}, 3])
 def test_pretrained_with_a_name_that_is_not_a_string_is_a_value_error(name):
     with pytest.raises(ValueError, match="no pretrained model"):
         vu.pretrained(name)

@@ -24,8 +24,8 @@ from .registry import UnknownModelError, model_class, register_model, registered
 from .repro import resolve_device, resolve_precision, set_seed
 
 _LAZY = {  # public name -> the module that defines it, imported when the name is first used
-    **dict.fromkeys(["CheckpointError", "load_checkpoint", "pretrained", "read_checkpoint", "save_checkpoint"],
-                    "checkpoints"),
+    **dict.fromkeys(["CheckpointError", "load_checkpoint", "read_checkpoint", "save_checkpoint"], "checkpoints"),
+    **dict.fromkeys(["pretrained", "format_zoo"], "zoo"),
     **dict.fromkeys(["DATASETS", "ImageDataset", "binarize", "class_names", "load_dataset", "validation_split"],
                    "data"),
     **dict.fromkeys(["class_histogram", "classifier_features", "frechet_distance", "load_or_train_classifier",
@@ -85,6 +85,6 @@ __all__ = [
     "interpolate", "slerp", "traverse", "pca_2d", "manifold_grid", "show_images", "save_images", "plot_history",
     "plot_kl_per_dim", "plot_kl_per_group", "plot_latent_projection", "plot_class_histogram",
     "set_seed", "resolve_device", "resolve_precision", "GMMSampler", "MAFSampler", "TwoStageSampler",
-    "save_pretrained", "from_pretrained", "push_to_hub", "model_card",
+    "save_pretrained", "from_pretrained", "push_to_hub", "model_card", "format_zoo",
     "InceptionFeatures", "inception_scores", "inception_weights", "reconstruction_fidelity",
 ]

@@ -96,18 +96,6 @@ PRETRAINED_DIRS = (Path(__file__).resolve().parent.parent / "saved_models",  # a
                    Path(__file__).resolve().parent / "weights")  # files shipped inside the package
 
 
-def pretrained(name: str, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
-    """A committed model by name (see PRETRAINED), from any working directory, in eval mode."""
-    if not isinstance(name, str) or name not in PRETRAINED:
-        raise ValueError(f"no pretrained model {name!r}: known are {sorted(PRETRAINED)}")
-    for folder in PRETRAINED_DIRS:
-        if (folder / PRETRAINED[name]).is_file():
-            return load_checkpoint(folder / PRETRAINED[name], map_location)
-    raise FileNotFoundError(f"{PRETRAINED[name]} is in none of {[str(d) for d in PRETRAINED_DIRS]}: it ships with "
-                            "the repository's saved_models/; install vae_utils from a checkout (`pip install -e .`, "
-                            "as `make setup` does) or pass the file to load_checkpoint")
-
-
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu", model: Optional[nn.Module] = None,
                     kind: Optional[str] = None, ema: bool = True) -> nn.Module:
     """The model rebuilt from the file alone (or `model`, if given and of the same architecture), in eval mode.

@@ -1,5 +1,5 @@
 """Command line: `python -m vae_utils [--import MODULE] train|train-prior|evaluate|sample|reconstruct|interpolate|
-traverse|classifier ...`, the notebook's pipeline for jobs. This module parses; commands.py and pictures.py do the
+traverse|classifier|zoo ...`, the notebook's pipeline for jobs. This module parses; commands.py and pictures.py do the
 work, imported only once the arguments are parsed, so that `--help` and argument errors answer without loading
 torchvision or the data code.
 
@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=None, help="default: ~/.cache/vae_utils/classifiers/ "
                                                           "($VAE_CACHE_DIR), where evaluate looks first")
     c.add_argument("--device", default="auto")
+
+    commands.add_parser("zoo", help="list the pretrained models (vu.pretrained(name) loads one) with their test "
+                                    "figures, sizes and the commands that trained them")
     return parser
 
 
@@ -234,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = {"train": run.run_train, "train-prior": run.run_train_prior, "evaluate": run.run_evaluate,
                 "sample": pictures.run_sample, "reconstruct": pictures.run_reconstruct,
                 "interpolate": pictures.run_interpolate, "traverse": pictures.run_traverse,
-                "classifier": run.run_classifier}
+                "classifier": run.run_classifier, "zoo": run.run_zoo}
     main_process = True
     try:
         result = commands[args.command](args)

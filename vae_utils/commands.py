@@ -31,6 +31,7 @@ from .report import evaluation_report, format_report
 from .repro import resolve_device, set_seed
 from .samplers import SAMPLERS, GMMSampler
 from .training import selected_epoch, stop_reason, train
+from .zoo import format_zoo, pretrained
 
 def train_config(args: argparse.Namespace, saved: Optional[dict] = None) -> TrainConfig:
     """The run's TrainConfig: a new run's preset for its data set, or the resumed run's own settings, with the
@@ -343,3 +344,10 @@ def _finished_history(saved: dict, config: TrainConfig) -> Optional[list]:
 def _check_range(value: int, flag: str, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ValueError(f"{flag} {value}: expected a number from {low:,} to {high:,}")
+
+
+def run_zoo(args: argparse.Namespace) -> dict:
+    """The pretrained models, as a table on stderr and as JSON."""
+    entries = pretrained()
+    print(format_zoo(entries), file=sys.stderr)
+    return {"models": entries}

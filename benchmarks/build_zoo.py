@@ -1,0 +1,98 @@
+"""Build the model zoo (saved_models/zoo/): each pretrained model's weights as config.json + model.safetensors (no
+optimizer state, no pickle), a model card, and zoo.json with its test figure on the full test split and the check
+figure on the first 500 test images that tests/test_zoo.py reproduces.
+
+    python benchmarks/build_zoo.py [--ladder runs/ladder-binarized/seed0/best.pt]
+
+It reads the checkpoints that the committed commands wrote (each entry names its command): `make refresh` writes the
+main notebook's VAE, the VQ-VAE's prior and the family notebook's runs (saved_models/family-<kind>/best.pt, the epoch
+chosen on the validation split), and `make benchmark-hierarchical` the ladder's seeds. A source that is missing is
+skipped and said so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import vae_utils as vu
+from vae_utils.files import atomic_write
+from vae_utils.zoo import INDEX_NAME, ZOO_DIR
+
+sys.path.insert(0, str(Path(__file__).parent))
+from results import record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_IMAGES = 500  # the first test images whose figure tests/test_zoo.py reproduces
+FAMILY_RUN = "make refresh (notebooks/vae_family.ipynb: 10 epochs, 10,000 training images held out for validation)"
+GREY = "Fashion-MNIST, grey levels"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One zoo model: its name, the checkpoint it comes from, the data it was trained on, the command."""
+
+    name: str
+    source: str
+    data: str
+    command: str
+    binarized: bool = False
+
+
+def entries(ladder: str) -> list[Entry]:
+    """The zoo's members, in the order of the README's table."""
+    family = [Entry(f"fashion-mnist-{kind}", f"saved_models/family-{kind}/best.pt", GREY, FAMILY_RUN)
+              for kind in ("iwae", "vamp", "btcvae", "cvae", "iaf", "infovae", "wae", "dipvae", "hvae")]
+    return [Entry("fashion-mnist-vae", "saved_models/fashion-mnist-vae.pt", GREY,
+                  "make refresh (notebooks/vae_fashion_mnist.ipynb: 10 epochs, 10,000 held out for validation)"),
+            *family,
+            Entry("fashion-mnist-vqvae-prior", "saved_models/fashion-mnist-vqvae-prior.pt", GREY,
+                  "make refresh (notebooks/vqvae.ipynb: the VQ-VAE, then its transformer prior)"),
+            Entry("binarized-fashion-mnist-ladder", ladder, "Fashion-MNIST, binarized (the papers' protocol)",
+                  "python benchmarks/hierarchical.py binarized --recipe ladder-binarized --seeds 3 (seed 0; "
+                  "benchmarks/results/ladder-binarized.json)", binarized=True)]
+
+
+def figure(model: torch.nn.Module, data: vu.ImageDataset) -> dict:
+    """The model's total loss term on data (one fixed-seed sample per image): its name and value."""
+    terms = vu.evaluate(model, data, seed=0)
+    metric = "neg_elbo" if "neg_elbo" in terms else next(iter(terms))
+    return {"metric": metric, "value": round(terms[metric], 4), "images": len(data)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ladder", default="runs/ladder-binarized/seed0/best.pt",
+                        help="the ladder's chosen epoch (make benchmark-hierarchical writes it there)")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    test = vu.load_dataset("fashion-mnist", "test")
+    binarized_test = vu.binarize(test, seed=0)  # once, with the protocol's seed
+    models = {}
+    for entry in entries(args.ladder):
+        source = Path(entry.source) if Path(entry.source).is_absolute() else ROOT / entry.source
+        if not source.is_file():
+            print(f"{entry.name}: {source} is missing, skipped (run: {entry.command})", file=sys.stderr)
+            continue
+        model = vu.load_checkpoint(source)  # a moving average of the weights where the run kept one
+        data = binarized_test if entry.binarized else test
+        test_figure, check = figure(model, data), figure(model, data.subset(CHECK_IMAGES))
+        card = vu.model_card(model, {f"test {test_figure['metric']}": test_figure["value"]}, entry.command, entry.data)
+        folder = vu.save_pretrained(model, ZOO_DIR / entry.name, card)
+        megabytes = round((folder / "model.safetensors").stat().st_size / 1e6, 2)
+        models[entry.name] = {"family": model.kind, "data": entry.data, "binarized": entry.binarized,
+                              "test": test_figure, "check": check, "megabytes": megabytes, "command": entry.command}
+        print(f"{entry.name:32s} {model.kind:8s} test {test_figure['metric']} {test_figure['value']:.2f}  "
+              f"{megabytes:5.1f} MB", file=sys.stderr)
+    total = sum(m["megabytes"] for m in models.values())
+    print(f"{len(models)} models, {total:.1f} MB in all", file=sys.stderr)
+    content = record(models=models, check_images=CHECK_IMAGES, megabytes=round(total, 2))
+    atomic_write(ZOO_DIR / INDEX_NAME, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+
+
+if __name__ == "__main__":
+    main()
