@@ -11,6 +11,7 @@
 #   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
 #   make benchmark-hierarchical  the hierarchical VAE: beside the default VAE, then the dense ladder binarized, k=5000
 #                                (docs/hierarchical.md)
+#   make benchmark-gpu  everything a short GPU loan should measure, in one command (benchmarks/gpu_check.py)
 # Set-up picks PyTorch's CPU wheels (about 200 MB) on Linux machines without an NVIDIA driver when their index
 # answers, PyPI's default CUDA build (several GB) otherwise (.ci/torch_index.py); `make setup GPU=1` forces the
 # default, TORCH_INDEX=URL names an index.
@@ -26,7 +27,7 @@ GPU         ?=
 # lines stay, and one line per executed cell goes to the terminal
 
 .PHONY: run refresh test setup data benchmark benchmark-long benchmark-disentanglement benchmark-reproduce \
-	benchmark-hierarchical
+	benchmark-hierarchical benchmark-gpu
 
 run: setup data
 	TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $(NOTEBOOK) --out runs/$(notdir $(NOTEBOOK))
@@ -60,6 +61,9 @@ benchmark-hierarchical: setup data
 	$(BIN)/python benchmarks/hierarchical.py default
 	$(BIN)/python benchmarks/hierarchical.py binarized --recipe ladder-binarized --out runs/ladder-binarized --seeds 3 \
 	  --json benchmarks/results/ladder-binarized.json
+
+benchmark-gpu: setup data
+	$(BIN)/python benchmarks/gpu_check.py
 
 setup: $(VENV)/.installed
 

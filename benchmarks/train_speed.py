@@ -55,14 +55,16 @@ class ExampleMLPVAE(nn.Module):
         return vu.vae_loss(self(x, generator), x, check_range=check_range)
 
 
-def train_reference(epochs: int, seed: int, root: str, device: torch.device) -> dict:
-    """The example's recipe: DataLoader + ToTensor, batch 128, Adam 1e-3, BCE summed per image."""
+def train_reference(epochs: int, seed: int, root: str, device: torch.device, subset: Optional[int] = None) -> dict:
+    """The example's recipe: DataLoader + ToTensor, batch 128, Adam 1e-3, BCE summed per image (subset: the first
+    N training and test images only, for a quick check of the code path)."""
     vu.set_seed(seed)
     model = ExampleMLPVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = torch.utils.data.DataLoader(datasets.FashionMNIST(root, train=True, transform=transforms.ToTensor()),
-                                         batch_size=128, shuffle=True)
-    test = vu.load_dataset("fashion-mnist", "test", root=root)
+    train_set = datasets.FashionMNIST(root, train=True, transform=transforms.ToTensor())
+    train_set = train_set if subset is None else torch.utils.data.Subset(train_set, range(subset))
+    loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True)
+    test = vu.load_dataset("fashion-mnist", "test", root=root).subset(subset)
     history, seconds = [], 0.0
     for epoch in range(1, epochs + 1):
         model.train()
@@ -82,12 +84,13 @@ def train_reference(epochs: int, seed: int, root: str, device: torch.device) -> 
 
 
 def train_default(epochs: int, seed: int, root: str, device: torch.device, name: str = "vae_utils-default",
-                  log: bool = False, compile: bool = False) -> dict:
+                  log: bool = False, compile: bool = False, subset: Optional[int] = None) -> dict:
     """vae_utils' defaults (TrainConfig()), the recipe of the notebook; log=True also writes its TensorBoard log,
     compile=True trains with TrainConfig(compile=True)."""
     config = vu.TrainConfig(epochs=epochs, seed=seed, compile=compile,
                             test_every_epoch=True)  # the peers' per-epoch test curve, beside theirs; chooses nothing
-    train_ds, test = vu.load_dataset(config.dataset, "train", root=root), vu.load_dataset(config.dataset, "test", root=root)
+    train_ds = vu.load_dataset(config.dataset, "train", root=root).subset(subset)
+    test = vu.load_dataset(config.dataset, "test", root=root).subset(subset)
     vu.set_seed(seed)
     model = vu.VAE(config.model)
     with tempfile.TemporaryDirectory() as log_dir:
@@ -135,7 +138,7 @@ class PythaeScored(nn.Module):
         return vu.vae_loss(vu.VAEOutput(logits, mu, logvar, z), x, check_range=check_range)
 
 
-def train_pythae(epochs: int, seed: int, root: str, device: torch.device) -> dict:
+def train_pythae(epochs: int, seed: int, root: str, device: torch.device, subset: Optional[int] = None) -> dict:
     """pythae's VAE through its own TrainingPipeline, evaluated by a callback after every epoch (not timed)."""
     try:
         from pythae.models import VAE as PythaeVAE, VAEConfig as PythaeVAEConfig
@@ -144,8 +147,8 @@ def train_pythae(epochs: int, seed: int, root: str, device: torch.device) -> dic
         from pythae.trainers.training_callbacks import TrainingCallback
     except ImportError as err:
         raise SystemExit(f"the pythae peer needs pythae: pip install -e .[bench] ({err})") from None
-    train_ds, test = vu.load_dataset("fashion-mnist", "train", root=root), vu.load_dataset("fashion-mnist", "test",
-                                                                                           root=root)
+    train_ds = vu.load_dataset("fashion-mnist", "train", root=root).subset(subset)
+    test = vu.load_dataset("fashion-mnist", "test", root=root).subset(subset)
     model = PythaeVAE(PythaeVAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce"))
     scored, history, clock = PythaeScored(model), [], {"eval": 0.0}
 
