@@ -2,11 +2,12 @@
 optimizer state, no pickle), a model card, and zoo.json with its test figure on the full test split and the check
 figure on the first 500 test images that tests/test_zoo.py reproduces.
 
-    python benchmarks/build_zoo.py [--ladder runs/ladder-binarized/seed0/best.pt]
+    python benchmarks/build_zoo.py [--ladder runs/ladder-binarized/seed0/best.pt] [--reproduce runs/reproduce]
 
 It reads the checkpoints that the committed commands wrote (each entry names its command): `make refresh` writes the
 main notebook's VAE, the VQ-VAE's prior and the family notebook's runs (saved_models/family-<kind>/best.pt, the epoch
-chosen on the validation split), and `make benchmark-hierarchical` the ladder's seeds. A source that is missing is
+chosen on the validation split), `make benchmark-hierarchical` the ladder's seeds and `make benchmark-reproduce` the
+papers' gated-MLP VAE and VampPrior (seed 0 of each goes in). A source that is missing is
 skipped and said so.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Entry:
     binarized: bool = False
 
 
-def entries(ladder: str) -> list[Entry]:
+def entries(ladder: str, reproduce: str) -> list[Entry]:
     """The zoo's members, in the order of the README's table."""
     family = [Entry(f"fashion-mnist-{kind}", f"saved_models/family-{kind}/best.pt", GREY, FAMILY_RUN)
               for kind in ("iwae", "vamp", "btcvae", "cvae", "iaf", "infovae", "wae", "dipvae", "hvae")]
@@ -54,7 +55,11 @@ def entries(ladder: str) -> list[Entry]:
                   "make refresh (notebooks/vqvae.ipynb: the VQ-VAE, then its transformer prior)"),
             Entry("binarized-fashion-mnist-ladder", ladder, "Fashion-MNIST, binarized (the papers' protocol)",
                   "python benchmarks/hierarchical.py binarized --recipe ladder-binarized --seeds 3 (seed 0; "
-                  "benchmarks/results/ladder-binarized.json)", binarized=True)]
+                  "benchmarks/results/ladder-binarized.json)", binarized=True),
+            *[Entry(f"binarized-fashion-mnist-{kind}-mlp", f"{reproduce}/{kind}/seed0/best.pt",
+                    "Fashion-MNIST, binarized (the papers' protocol)",
+                    f"python benchmarks/reproduce.py --families vae vamp --seeds 3 (seed 0; "
+                    "benchmarks/results/reproduce.json)", binarized=True) for kind in ("vae", "vamp")]]
 
 
 def figure(model: torch.nn.Module, data: vu.ImageDataset) -> dict:
@@ -68,12 +73,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ladder", default="runs/ladder-binarized/seed0/best.pt",
                         help="the ladder's chosen epoch (make benchmark-hierarchical writes it there)")
+    parser.add_argument("--reproduce", default="runs/reproduce", help="the papers' MLP runs (make benchmark-reproduce)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     test = vu.load_dataset("fashion-mnist", "test")
     binarized_test = vu.binarize(test, seed=0)  # once, with the protocol's seed
     models = {}
-    for entry in entries(args.ladder):
+    for entry in entries(args.ladder, args.reproduce):
         source = Path(entry.source) if Path(entry.source).is_absolute() else ROOT / entry.source
         if not source.is_file():
             print(f"{entry.name}: {source} is missing, skipped (run: {entry.command})", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The figures image papers print: FID and KID on the standard Inception's features (torch-fidelity), PSNR and SSIM
 of reconstructions (torchmetrics). The Inception itself is not downloaded here: a small stand-in network with the
 same interface carries the plumbing, and torch-fidelity's own functions are the reference for the arithmetic."""
+import json
 import urllib.error
 
 import numpy as np
@@ -167,3 +168,22 @@ def test_the_report_gives_psnr_and_ssim_for_every_model_that_reconstructs():
     report = vu.evaluation_report(vu.VAE(vu.VAEConfig(latent_dim=3, channels=(4, 8), hidden_dim=16)), data)
     assert 0 < report["ssim"] <= 1 and report["psnr"] > 0
     assert "PSNR" in vu.format_report(report)
+
+
+def test_evaluate_fid_works_end_to_end_with_a_given_weights_file(idx_root, tmp_path, monkeypatch, capsys):
+    """torch-fidelity's own Inception, built from a file of weights (randomly initialised here: the real ones cannot
+    be downloaded in the test), scores a checkpoint's samples through the command line."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from vae_utils.cli import main
+
+    with monkeypatch.context() as patch:  # build the network once without weights, to write a file of its shape
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        torch.save(FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict(), tmp_path / "w.pth")
+    main(["train", "--data-dir", str(idx_root), "--epochs", "1", "--batch-size", "16", "--latent-dim", "3",
+          "--out", str(tmp_path / "run"), "--quiet"])
+    capsys.readouterr()
+    main(["evaluate", str(tmp_path / "run" / "last.pt"), "--data-dir", str(idx_root), "--iwae-k", "2", "--samples",
+          "20", "--classifier", str(tmp_path / "clf.pt"), "--fid", "--inception-weights", str(tmp_path / "w.pth")])
+    report = json.loads(capsys.readouterr().out)
+    assert report["inception_fid"] >= 0 and report["inception_samples"] == 20 and "inception_kid" in report
