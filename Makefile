@@ -7,7 +7,7 @@
 #   make refresh  re-execute every notebook in place and update the committed pictures and checkpoints
 #   make benchmark  the speed comparison of docs/speed.md, then the step layer by layer (benchmarks/step_profile.py)
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
-#   make benchmark-disentanglement  VAE, beta-VAE and beta-TCVAE on dSprites: six metrics (docs/family.md)
+#   make benchmark-disentanglement  VAE, beta-VAE, beta-TCVAE, FactorVAE, DIP-VAE on dSprites: six metrics (docs/family.md)
 #   make benchmark-reproduce  the papers' MLP setting: VAE, VampPrior, IWAE, NLL with k=5000 (docs/family.md)
 #   make benchmark-hierarchical  the hierarchical VAE: beside the default VAE, then the dense ladder binarized, k=5000
 #                                (docs/hierarchical.md)

@@ -54,7 +54,13 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
 
 
 def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int) -> dict:
-    """One trained model (its best.pt) scored on `draws` binarizations of the test set: -ELBO and IWAE NLL."""
+    """One trained model (its best.pt) scored on `draws` binarizations of the test set: -ELBO and IWAE NLL; kept in
+    out/spread.json, so a second call reads it back."""
+    kept = out / "spread.json"
+    if kept.is_file():
+        saved = json.loads(kept.read_text())
+        if saved.get("draws") == draws and saved.get("iwae_k") == iwae_k:
+            return saved
     model = vu.load_checkpoint(out / "best.pt")
     elbo, nll = [], []
     for seed in range(draws):
@@ -62,8 +68,11 @@ def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int) -> dict:
         elbo.append(vu.evaluate(model, test)["neg_elbo"])
         nll.append(vu.iwae_nll(model, test, k=iwae_k, precision="fp32", progress=True)["iwae_nll"])
     (e_mean, e_sd), (n_mean, n_sd) = mean_sd(elbo), mean_sd(nll)
-    return {"run": str(out), "draws": draws, "iwae_k": iwae_k, "neg_elbo": elbo, "iwae_nll": nll,
-            "neg_elbo_mean_sd": [round(e_mean, 3), round(e_sd, 3)], "iwae_nll_mean_sd": [round(n_mean, 3), round(n_sd, 3)]}
+    spread = {"run": str(out), "draws": draws, "iwae_k": iwae_k, "neg_elbo": elbo, "iwae_nll": nll,
+              "neg_elbo_mean_sd": [round(e_mean, 3), round(e_sd, 3)],
+              "iwae_nll_mean_sd": [round(n_mean, 3), round(n_sd, 3)]}
+    vu.files.atomic_write(kept, lambda f: f.write(json.dumps(spread, indent=2).encode()))
+    return spread
 
 
 def main() -> None:
