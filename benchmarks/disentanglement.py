@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import vae_utils as vu  # noqa: E402
-from results import mean_sd, write_results  # noqa: E402
+from results import mean_sd, same_config, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE_REST = ("beta_vae_score", "factor_vae_score", "dci", "sap", "modularity")  # scored beside MIG
@@ -108,7 +108,7 @@ def main() -> None:
 def _train_and_score(label: str, config: vu.TrainConfig, folder: Path, train_ds, test_ds, skip_training: bool) -> dict:
     """Train one model (or read back its scores, or score the saved model) and return its row."""
     result = folder / "result.json"
-    if result.is_file() and json.loads(result.read_text()).get("config") == config.to_dict():
+    if result.is_file() and same_config(json.loads(result.read_text()).get("config"), config):
         return json.loads(result.read_text())
     start = time.perf_counter()
     if skip_training:

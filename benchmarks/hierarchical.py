@@ -38,7 +38,7 @@ import torch
 import vae_utils as vu
 from long_binarized import precision_check  # benchmarks/ is the script's folder, first on sys.path
 from protocol import protocol_run
-from results import mean_sd, versus_paper, write_results
+from results import mean_sd, same_config, versus_paper, write_results
 
 TARGET_NLL, MAX_TRAIN_S, MAX_EVAL_S = 225.0, 60 * 60, 30 * 60  # target 1, on the 2-core CPU
 PUBLISHED = {"hierarchical conv VAE (Exemplar VAE paper)": 225.38, "our single-level long recipe": 228.68}
@@ -103,7 +103,7 @@ def part_binarized(args: argparse.Namespace) -> None:
 def _binarized_seed(config: vu.TrainConfig, out: Path, train_ds, test, args: argparse.Namespace) -> dict:
     """One seed of part_binarized: train (or resume, or read back out/result.json) and score."""
     result_file, curve_file = out / "result.json", out / "curve.json"
-    if result_file.is_file() and json.loads(result_file.read_text()).get("config") == config.to_dict():
+    if result_file.is_file() and same_config(json.loads(result_file.read_text()).get("config"), config):
         return json.loads(result_file.read_text())
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() and (out / "last.pt").is_file() else []
     val = vu.training.split_training_data(train_ds, config)[2].subset(args.curve_images)

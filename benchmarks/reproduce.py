@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import vae_utils as vu  # noqa: E402
 from protocol import protocol_run  # noqa: E402
-from results import mean_sd, versus_paper, write_results  # noqa: E402
+from results import mean_sd, same_config, versus_paper, write_results  # noqa: E402
 
 PAPER = {"vae": 228.70, "vamp": 227.35}  # Exemplar VAE, Table 1, dynamic binarization (no IWAE figure there)
 FIELDS = {"vae": {}, "vamp": {"pseudo_inputs": 500}, "iwae": {"k": 5}, "iaf": {"flow_steps": 2}}  # IAF: 2 steps of 320 units
@@ -37,7 +37,7 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
     result_file = out / "result.json"
     if result_file.is_file():
         saved = json.loads(result_file.read_text())
-        if saved.get("config") == config.to_dict() and saved.get("iwae_k") == iwae_k:
+        if same_config(saved.get("config"), config) and saved.get("iwae_k") == iwae_k:
             return saved
     model, history, chosen = protocol_run(config, out, train_ds, test)  # the chosen epoch's weights
     start = time.perf_counter()

@@ -37,6 +37,17 @@ def versus_paper(values: list[float], paper: Optional[float]) -> dict[str, Any]:
     return row
 
 
+def same_config(saved: Optional[dict], config: vu.TrainConfig) -> bool:
+    """Whether a kept run's config (a dict from its result.json) is `config`, fields added since it was written read
+    as their defaults: a results file from before a new field still counts, and no finished run is trained again."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        return vu.TrainConfig.from_dict(saved).to_dict() == config.to_dict()
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
 def record(**content: Any) -> dict[str, Any]:
     """A results file's contents: where, when, with what and by which command, then the content."""
     return {"machine": vu.repro.describe_cpu(), "torch": str(torch.__version__), **vu.checkpoints.manifest(),
