@@ -8,7 +8,7 @@ from torch.distributions import Normal
 
 import vae_utils as vu
 from vae_utils.cli import main
-from vae_utils.models.btcvae import BetaTCVAEConfig, kl_decomposition
+from vae_utils.models.btcvae import BetaTCVAEConfig, kl_decomposition, stratified_log_weights
 
 from conftest import SMALL, blob_data
 
@@ -35,6 +35,42 @@ def test_the_aggregate_posterior_is_the_minibatch_weighted_estimate():
     log_prod = (torch.logsumexp(q.log_prob(z.unsqueeze(1)), 1) - math.log(50 * 6)).sum(1)
     torch.testing.assert_close(tc, log_qz - log_prod, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(dwkl, log_prod - Normal(0.0, 1.0).log_prob(z).sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_stratified_weights_are_the_appendixs_and_each_row_sums_to_1():
+    w = stratified_log_weights(4, dataset_size=10).exp()  # Chen et al., App. C.2, with N = 10, M = 3
+    strat = (10 - 3) / (10 * 3)
+    expected = torch.tensor([[0.1, strat, 1 / 3, 1 / 3], [1 / 3, 0.1, strat, 1 / 3], [1 / 3, 1 / 3, 0.1, strat],
+                             [strat, 1 / 3, 1 / 3, 0.1]])
+    torch.testing.assert_close(w, expected)
+    torch.testing.assert_close(stratified_log_weights(50, 60_000).exp().sum(1), torch.ones(50))
+
+
+def test_stratified_sampling_recovers_the_closed_form_where_minibatch_weighting_is_far_off():
+    # x's codes mu ~ N(0, 0.25 I), q(z|x) = N(mu, I): the aggregate posterior is N(0, 1.25 I), which factorises, so
+    # TC = 0, MI = D/2 log 1.25 and dwKL = D/2 (0.25 - log 1.25); a batch of 1,000 of N = 50,000 images
+    torch.manual_seed(0)
+    mu, logvar = 0.5 * torch.randn(1000, 10), torch.zeros(1000, 10)
+    z = mu + torch.randn(1000, 10)
+    mi, tc, dwkl = (t.mean().item() for t in kl_decomposition(z, mu, logvar, 50_000, estimator="mss"))
+    assert mi == pytest.approx(5 * math.log(1.25), abs=0.15) and tc == pytest.approx(0.0, abs=0.05)
+    assert dwkl == pytest.approx(5 * (0.25 - math.log(1.25)), abs=0.1)
+    _, mws_tc, _ = kl_decomposition(z, mu, logvar, 50_000, estimator="mws")
+    assert mws_tc.mean().item() > 50  # (D - 1) log N too high: why evaluation does not use it
+
+
+def test_training_uses_minibatch_weighting_and_evaluation_stratified_sampling():
+    model, x = _model(), torch.stack([blob_data(8)[i][0] for i in range(8)])
+    trained = model.loss(x, generator=torch.Generator().manual_seed(0))  # gradients on: the reference's objective
+    with torch.no_grad():
+        evaluated = model.loss(x, generator=torch.Generator().manual_seed(0))
+        mu, logvar = model.encode(x)
+        z = model.reparameterize(mu.float(), logvar.float(), torch.Generator().manual_seed(0), None)
+        for terms, estimator in ((trained, "mws"), (evaluated, "mss")):
+            mi, tc, _ = kl_decomposition(z, mu, logvar, model.config.dataset_size, estimator)
+            assert terms.mi.item() == pytest.approx(mi.mean().item(), rel=1e-5)
+            assert terms.tc.item() == pytest.approx(tc.mean().item(), rel=1e-5, abs=1e-5)
+    assert trained.neg_elbo.item() == pytest.approx(evaluated.neg_elbo.item(), rel=1e-5)  # the same bound
 
 
 def test_with_every_weight_1_the_objective_is_the_elbo():

@@ -49,18 +49,40 @@ class TCTerms(NamedTuple):
     dwkl: Tensor  # dimension-wise KL: sum_d log q(z_d) - log p(z)
 
 
-def kl_decomposition(z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(mi, tc, dwkl), each (B,), of samples z ~ q(z|x) (B, D), with the minibatch-weighted sampling estimator of
-    the aggregate posterior (Chen et al., 2018, Sec. 4.1): q(z) ~ 1/(N B) sum_j q(z|x_j). They sum to
-    log q(z|x) - log p(z) exactly."""
+ESTIMATORS = ("mws", "mss")  # Chen et al.'s minibatch-weighted and minibatch-stratified sampling (Sec. 4.1, App. C.2)
+
+
+def stratified_log_weights(batch_size: int, dataset_size: int) -> Tensor:
+    """(B, B) log importance weights of minibatch-stratified sampling (Chen et al., App. C.2), row i for z_i ~
+    q(z|x_i): 1/N for x_i itself, (N - M)/(N M) for x_{i+1} (the stratum of the images outside the batch), 1/M for
+    the other M - 1 (M = B - 1); each row sums to 1. (The reference's `log_importance_weight_matrix` strides by B
+    where the diagonal needs B + 1, so its 1/N lands in the first column: these are the appendix's weights.)"""
+    n, m = max(dataset_size, batch_size), batch_size - 1
+    weights = torch.full((batch_size, batch_size), 1.0 / m, dtype=torch.float64)
+    rows = torch.arange(batch_size)
+    weights[rows, (rows + 1) % batch_size] = (n - m) / (n * m)
+    weights[rows, rows] = 1.0 / n
+    return weights.log().float()
+
+
+def kl_decomposition(z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: int, estimator: str = "mws"
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """(mi, tc, dwkl), each (B,), of samples z ~ q(z|x) (B, D), with the aggregate posterior q(z) estimated from the
+    batch (Chen et al., 2018): "mws", minibatch-weighted sampling, q(z) ~ 1/(N B) sum_j q(z|x_j) (Sec. 4.1, the
+    objective the reference trains); "mss", minibatch-stratified sampling (App. C.2), whose marginals stay sane at
+    any batch size where MWS's sit log N too low in every dimension. They sum to log q(z|x) - log p(z) exactly."""
+    check(estimator in ESTIMATORS, "estimator", estimator, f"one of {ESTIMATORS}")
     B = z.shape[0]
     z, mu, logvar = z.float(), mu.float(), logvar.float()
     log_qzd_x = -0.5 * ((z.unsqueeze(1) - mu.unsqueeze(0)).pow(2) * torch.exp(-logvar.unsqueeze(0))
                         + logvar.unsqueeze(0) + LOG_2PI)  # (B, B, D): log q(z_i,d | x_j)
     log_q_zx = log_qzd_x.diagonal(dim1=0, dim2=1).sum(0)  # (B,): log q(z_i | x_i)
-    log_norm = math.log(dataset_size * B)
-    log_qz = torch.logsumexp(log_qzd_x.sum(2), dim=1) - log_norm  # (B,)
-    log_prod_qzd = (torch.logsumexp(log_qzd_x, dim=1) - log_norm).sum(1)  # (B,)
+    if estimator == "mws" or B == 1:
+        log_w = torch.full((B, B), -math.log(dataset_size * B), device=z.device)
+    else:
+        log_w = stratified_log_weights(B, dataset_size).to(z.device)
+    log_qz = torch.logsumexp(log_qzd_x.sum(2) + log_w, dim=1)  # (B,)
+    log_prod_qzd = torch.logsumexp(log_qzd_x + log_w.unsqueeze(2), dim=1).sum(1)  # (B,)
     log_pz = standard_normal_log_prob(z)
     return log_q_zx - log_qz, log_qz - log_prod_qzd, log_prod_qzd - log_pz
 
@@ -80,7 +102,10 @@ class BetaTCVAE(VAE):
     def loss(self, x: Tensor, config: Optional[TrainConfig] = None, epochs_done: float = 0.0,
              generator: Optional[torch.Generator] = None, check_range: bool = True,
              batch_rows: Optional[tuple[int, int]] = None) -> TCTerms:
-        """recon + warm-up * (alpha MI + beta_tc TC + gamma dwKL), one sampled z per image (batch means)."""
+        """recon + warm-up * (alpha MI + beta_tc TC + gamma dwKL), one sampled z per image (batch means). Training
+        (gradients on) estimates the three terms as the reference trains, by minibatch-weighted sampling; evaluation
+        (`evaluate`, under no_grad) by minibatch-stratified sampling, whose figures mean something at an evaluation
+        batch of 1,000 (MWS's total correlation there runs to hundreds of nats, its dimension-wise KL as far below 0)."""
         c = self.config
         warmup = 1.0 if config is None else kl_warmup_factor(epochs_done, config.kl_warmup_epochs)
         mu, logvar = self.encode(x)  # (B, D)
@@ -88,7 +113,8 @@ class BetaTCVAE(VAE):
         # rounded z biases the Monte Carlo KL (by about -1.3 nats/image at posterior sd 0.01)
         z = self.reparameterize(mu, logvar, generator, batch_rows)
         recon = reconstruction_loss(self.decoder(z), x, c.likelihood, c.gaussian_std, check_range).mean()
-        mi, tc, dwkl = (t.mean() for t in kl_decomposition(z, mu, logvar, c.dataset_size))
+        estimator = "mws" if torch.is_grad_enabled() else "mss"
+        mi, tc, dwkl = (t.mean() for t in kl_decomposition(z, mu, logvar, c.dataset_size, estimator))
         kl = mi + tc + dwkl
         total = recon + warmup * (c.alpha * mi + c.beta_tc * tc + c.gamma * dwkl)
         return TCTerms(total, (recon + kl).detach(), recon.detach(), kl.detach(), mi.detach(), tc.detach(),
