@@ -92,6 +92,8 @@ def test_the_wae_offers_no_density_and_its_report_says_so():
     report = vu.evaluation_report(wae, blob_data(32), iwae_k=2)
     assert {"objective", "recon", "mmd"} <= set(report) and "neg_elbo" not in report and "iwae_nll" not in report
     assert any("deterministic autoencoder" in note for note in report["notes"])
+    loss_line = next(line for line in vu.format_report(report).splitlines() if "objective" in line)
+    assert f"recon {report['recon']:.2f}" in loss_line and "MMD²" in loss_line
     with pytest.raises(ValueError, match="a WAE has no KL term"):
         vu.TrainConfig(beta=2.0, model=wae.config, model_kind="wae")
 

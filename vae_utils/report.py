@@ -24,7 +24,9 @@ NEAR_CHANCE = 1.5  # a feature classifier below 1.5 / n_classes test accuracy is
 UNIFORM_BITS = {"discretized-logistic": 8.0, "discretized-mix-logistic": 8.0,  # bits/dim of a uniform guess: 256
                 "bernoulli": 1.0}  # levels, 2 levels
 # How format_report names the loss terms it knows; any other term is shown under its own name.
-TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL", "neg_iwae_bound": "-L_k (training)"}
+TERM_LABELS = {"neg_elbo": "-ELBO (k=1)", "prior_nll": "-log p(codes)", "kl": "KL", "neg_iwae_bound": "-L_k (training)",
+               "mmd": "MMD²"}
+PARTS = ("recon", "kl", "commitment", "mmd")  # the parts of a total that is not the -ELBO, shown beside it
 
 
 @torch.no_grad()
@@ -317,7 +319,8 @@ def _loss_line(report: dict) -> str:
     total = [k for k in report if k != "model_kind"][0]  # the loss terms come first, the total first among them
     if total == "neg_elbo":
         return elbo
-    parts = [f"{TERM_LABELS.get(k, k)} {report[k]:.2f}" for k in ("recon", "kl", "commitment") if k in report]
+    parts = [f"{TERM_LABELS.get(k, k)} {report[k]:.4g}" if abs(report[k]) < 1 else f"{TERM_LABELS.get(k, k)} "
+             f"{report[k]:.2f}" for k in PARTS if k in report]  # small parts (an MMD²) keep their digits
     line = f"  {TERM_LABELS.get(total, total):<20} {report[total]:8.2f} nats" + (
         f"   ({', '.join(parts)})" if parts and not elbo else "")
     return line + ("\n" + elbo if elbo else "")
