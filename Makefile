@@ -44,7 +44,7 @@ test: setup data
 	VAE_FAST=1 $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
 benchmark: setup data
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --json benchmarks/results/train_speed.json --plot generated_images/anytime_speed.png
 	$(BIN)/python benchmarks/step_profile.py
 
 benchmark-long: setup data

@@ -1,46 +1,131 @@
-"""Recipe search at a fixed time budget: short 1cycle schedules sized to about pythae's training time.
+"""Recipes by quality per second: each candidate trains for the same wall-clock budget, pythae's measured training
+time on this machine in this run, and is judged by the validation -ELBO it reaches (never the test split).
 
-Each candidate is a full run (its 1cycle schedule spans its own epochs) on 50,000 training images, trained one after
-another in this process (never two at once: they would fight over the cores), scored with the single-sample -ELBO
-of the 10,000 held-out validation images after every epoch: candidates are compared on validation, never on the
-test split. Prints one JSON line per candidate: training seconds, seconds per epoch and the validation -ELBO curve.
+    python benchmarks/recipe_search.py [NAME ...] [--budget S] [--seed 0] [--json benchmarks/results/recipe_search.json]
+    python benchmarks/recipe_search.py --tiny     # the suite's check: two candidates, a few hundred images
 
-    python benchmarks/recipe_search.py [NAME ...]      # all candidates, or the named ones
+The budget: pythae's VAE trains its 10 epochs first (`train_speed.train_pythae`, a fresh process) and its training
+seconds are the budget, unless --budget gives one. Each candidate then times 30 of its own steps, takes the number
+of epochs that fits the budget (its 1cycle schedule spans exactly those), trains on the 50,000 training images with
+10,000 held out (the protocol's split, seeded), and is scored on the held-out images after every epoch. One JSON line
+per candidate, then a table ranked by the last validation -ELBO with each run's seconds against the budget: a
+candidate that overran by more than 10% is marked, since the ranking is only fair at equal time. One process, one
+training at a time.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
 
-import vae_utils as vu
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import vae_utils as vu  # noqa: E402
+from results import write_results  # noqa: E402
 
 VAL_SIZE = 10_000  # held out of the training split: the figure candidates are compared on
-# name: (VAEConfig overrides, TrainConfig overrides); epochs chosen so that each trains for about 50 s here
+PROBE_STEPS = 30  # steps timed to size each candidate's epochs
+OVERRUN = 1.10  # a run longer than this times the budget is marked in the table
+# name: (VAEConfig overrides, TrainConfig overrides); the default is TrainConfig()'s recipe
 CANDIDATES = {
-    "default-6ep": ({}, dict(epochs=6)),
-    "bs512-lr4e-3-7ep": ({}, dict(epochs=7, batch_size=512, lr=4e-3)),
-    "h512-6ep": (dict(hidden_dim=512), dict(epochs=6)),
-    "c32-64-4ep": (dict(channels=(32, 64)), dict(epochs=4)),
-    "lat64-6ep": (dict(latent_dim=64), dict(epochs=6)),
-    "bs128-lr2e-3-5ep": ({}, dict(epochs=5, batch_size=128, lr=2e-3)),
+    "default": ({}, {}),
+    "bs512-lr4e-3": ({}, dict(batch_size=512, lr=4e-3)),
+    "bs128-lr2e-3": ({}, dict(batch_size=128, lr=2e-3)),
+    "one-conv-32": (dict(channels=(32,)), {}),
+    "wide-32-64": (dict(channels=(32, 64)), {}),
+    "hidden-512": (dict(hidden_dim=512), {}),
+    "latent-16": (dict(latent_dim=16), {}),
+    "no-hidden": (dict(hidden_dim=0), {}),
+    "default+compile": ({}, dict(compile=True)),
 }
+TINY = ("default", "one-conv-32")
 
 
-def main(names: list[str]) -> None:
-    unknown = sorted(set(names) - set(CANDIDATES))
+def candidate_config(name: str, seed: int, epochs: int = 1, subset: Optional[int] = None) -> vu.TrainConfig:
+    """The named candidate's TrainConfig: the default recipe with its overrides, the protocol's validation split
+    (a fifth of a `subset` of the training images, which the caller loads)."""
+    model_overrides, train_overrides = CANDIDATES[name]
+    base = vu.TrainConfig(seed=seed, val_size=VAL_SIZE if subset is None else subset // 5)
+    return replace(base, epochs=epochs, model=replace(base.model, **model_overrides), **train_overrides)
+
+
+def seconds_per_step(config: vu.TrainConfig, train: vu.ImageDataset, steps: int = PROBE_STEPS) -> float:
+    """Training seconds per step of this config, from `steps` steps after one warm-up epoch of the same length."""
+    probe = train.subset(min(len(train), config.batch_size * steps))
+    trial = replace(config, epochs=2, val_size=0, patience=0)
+    vu.set_seed(config.seed)
+    history = vu.train(vu.VAE(trial.model), probe, None, trial, progress=False)
+    return history[-1]["train_seconds"] / -(-len(probe) // config.batch_size)
+
+
+def run_candidate(name: str, budget: float, train: vu.ImageDataset, seed: int, subset: Optional[int],
+                  max_epochs: int = 200) -> dict:
+    """Train one candidate for the epochs that fit the budget (at most max_epochs); its seconds and validation
+    curve."""
+    config = candidate_config(name, seed, subset=subset)
+    per_step = seconds_per_step(config, train)
+    steps_per_epoch = -(-(len(train) - config.val_size) // config.batch_size)
+    epochs = min(max_epochs, max(1, round(budget / (per_step * steps_per_epoch))))
+    config = replace(config, epochs=epochs)
+    vu.set_seed(seed)
+    history = vu.train(vu.VAE(config.model), train, None, config, progress=False)
+    seconds = sum(h["train_seconds"] for h in history)
+    return {"name": name, "epochs": epochs, "seconds": round(seconds, 1), "of_budget": round(seconds / budget, 3),
+            "probe_seconds_per_step": round(per_step, 5), "val_neg_elbo": round(history[-1]["val_neg_elbo"], 3),
+            "curve": [[round(sum(h["train_seconds"] for h in history[:i + 1]), 1), round(h["val_neg_elbo"], 2)]
+                      for i, h in enumerate(history)],
+            "parameters": sum(p.numel() for p in vu.VAE(config.model).parameters()), "config": config.to_dict()}
+
+
+def pythae_budget(seed: int) -> float:
+    """pythae's VAE's training seconds for its 10 epochs on this machine, in a fresh process."""
+    import train_speed
+    result = train_speed.run_isolated("train_pythae", 10, seed, None, torch.device("cpu"))
+    return result["train_seconds"]
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"candidates (default: all of {', '.join(CANDIDATES)})")
+    parser.add_argument("--budget", type=float, default=None, help="seconds per candidate (default: pythae's "
+                        "measured training time, 10 epochs, in this run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="two candidates on 600 images, a 2 s budget, at most 3 "
+                        "epochs (the suite's check)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results file here")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(CANDIDATES))
     if unknown:
-        sys.exit(f"unknown candidate(s) {unknown}: choose from {sorted(CANDIDATES)}")
-    train = vu.load_dataset("fashion-mnist", "train")
-    for name in names or CANDIDATES:
-        model_overrides, train_overrides = CANDIDATES[name]
-        model = vu.VAE(vu.VAEConfig(**model_overrides))
-        config = vu.TrainConfig(model=model.config, val_size=VAL_SIZE, **train_overrides)
-        history = vu.train(model, train, None, config, progress=False)
-        print(json.dumps({"name": name, "seconds": round(sum(h["train_seconds"] for h in history), 1),
-                          "per_epoch": [round(h["train_seconds"], 1) for h in history],
-                          "val_neg_elbo": round(history[-1]["val_neg_elbo"], 3),
-                          "curve": [round(h["val_neg_elbo"], 2) for h in history]}), flush=True)
+        parser.error(f"unknown candidate(s) {unknown}: choose from {sorted(CANDIDATES)}")
+    names = args.names or (TINY if args.tiny else list(CANDIDATES))
+    subset = 600 if args.tiny else None
+    if args.budget is not None and args.budget <= 0:
+        parser.error(f"--budget must be > 0 seconds, got {args.budget}")
+    budget = args.budget or (2.0 if args.tiny else pythae_budget(args.seed))
+    train = vu.load_dataset("fashion-mnist", "train", subset=subset)
+    rows = []
+    for name in names:
+        start = time.perf_counter()
+        rows.append(run_candidate(name, budget, train, args.seed, subset, 3 if args.tiny else 200) | {
+            "wall_seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "config"}), flush=True)
+        if args.json:  # after every candidate: a stopped run leaves what it has
+            write_results(args.json, budget_seconds=budget, budget_from="--budget" if args.budget else "pythae-vae",
+                          seed=args.seed, rows=rows)
+    print(f"\nbudget {budget:.1f} s per candidate ({'given' if args.budget or args.tiny else 'pythae, 10 epochs'}); "
+          f"validation -ELBO on {rows[0]['config']['val_size']:,} held-out training images\n")
+    print("| candidate | epochs | seconds (of budget) | validation -ELBO |\n|---|---|---|---|")
+    for row in sorted(rows, key=lambda r: r["val_neg_elbo"]):
+        mark = " (overran)" if row["of_budget"] > OVERRUN else ""
+        print(f"| {row['name']} | {row['epochs']} | {row['seconds']:.1f} ({row['of_budget']:.2f}x){mark} | "
+              f"{row['val_neg_elbo']:.2f} |")
+    return rows
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

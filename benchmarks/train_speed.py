@@ -7,14 +7,17 @@ order rotated every repeat so that the machine's drift shows, and all are scored
 -ELBO (nats per image, summed over pixels, one fixed-seed z per test image, evaluation excluded from training
 time). Medians over the repeats are printed, with ratios against the better peer on each line.
 
-    python benchmarks/train_speed.py [--epochs 10] [--repeats 2] [--json out.json] [--recipes NAME ...]
+    python benchmarks/train_speed.py [--epochs 10] [--repeats 3] [--json out.json] [--plot anytime.png]
+                                     [--recipes NAME ...]
 
 vae_utils-default+compile trains the default recipe with TrainConfig(compile=True) (issue "Speed, round three").
+Round four's verdicts compare the default with pythae: median training time, the gain over the better peer, the
+spread of the runs' times, and the anytime curve (the test -ELBO of the last epoch finished, against training
+seconds, medians over the runs per epoch), which --plot draws for every run.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import statistics
@@ -29,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 import vae_utils as vu
+from results import write_results
 from vae_utils.compiling import check_compilable
 from vae_utils.repro import autocast, resolve_precision
 
@@ -224,6 +228,68 @@ def elbo_at(history: list[dict], seconds: float) -> Optional[float]:
     return done[-1] if done else None
 
 
+def median_curve(runs: list[dict]) -> list[tuple[float, float]]:
+    """(seconds, test -ELBO) per epoch: the medians over the runs of the epoch's end time and its -ELBO."""
+    epochs = min(len(r["history"]) for r in runs)
+    return [(statistics.median(r["history"][e]["seconds"] for r in runs),
+             statistics.median(r["history"][e]["neg_elbo"] for r in runs)) for e in range(epochs)]
+
+
+def curve_at(curve: list[tuple[float, float]], seconds: float) -> Optional[float]:
+    """A curve's -ELBO at `seconds`: that of the last epoch finished by then (None before its first)."""
+    done = [elbo for t, elbo in curve if t <= seconds]
+    return done[-1] if done else None
+
+
+def below_everywhere(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) -> list[float]:
+    """The times after our first epoch (every epoch end of either curve) where ours is not below theirs: empty
+    when the anytime curve is below at every point. Before their first epoch ends, theirs has no figure: ours wins."""
+    times = sorted({t for t, _ in ours + theirs if t >= ours[0][0]})
+    return [t for t in times if (b := curve_at(theirs, t)) is not None and curve_at(ours, t) >= b]
+
+
+def round_four_verdicts(runs: dict[str, list[dict]], med: dict[str, dict]) -> dict[str, dict]:
+    """Issue #39's target against pythae: each criterion with its figure and met or not."""
+    ours, pythae = runs["vae_utils-default"], runs["pythae-vae"]
+    best_peer = min(med[p]["test_neg_elbo"] for p in PEERS if p in med)
+    spread = {name: max(r["train_seconds"] for r in rs) - min(r["train_seconds"] for r in rs)
+              for name, rs in (("ours", ours), ("pythae", pythae))}
+    losing = below_everywhere(median_curve(ours), median_curve(pythae))
+    ratio = med["vae_utils-default"]["train_seconds"] / med["pythae-vae"]["train_seconds"]
+    gain = best_peer - med["vae_utils-default"]["test_neg_elbo"]
+    return {
+        "time_vs_pythae": {"value": round(ratio, 3), "target": "<= 1.0", "met": ratio <= 1.0},
+        "gain_over_better_peer_nats": {"value": round(gain, 2), "target": ">= 4", "met": gain >= 4.0},
+        "time_spread_seconds": {"value": [round(spread["ours"], 1), round(spread["pythae"], 1)],
+                                "target": "ours <= pythae's", "met": spread["ours"] <= spread["pythae"]},
+        "anytime_below_pythae": {"value": [round(t, 1) for t in losing], "target": "no time after our first epoch "
+                                 "where ours is not below", "met": not losing},
+    }
+
+
+def plot_anytime(runs: dict[str, list[dict]], path: str) -> None:
+    """Test -ELBO against training seconds, one thin line per run and a thick one through the medians."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (name, rs) in enumerate(runs.items()):
+        colour = f"C{i}"
+        for r in rs:
+            ax.plot([h["seconds"] for h in r["history"]], [h["neg_elbo"] for h in r["history"]], color=colour,
+                    alpha=0.35, linewidth=0.8)
+        curve = median_curve(rs)
+        ax.plot(*zip(*curve), color=colour, linewidth=2, marker="o", markersize=3, label=f"{name} (median)")
+    ax.set(xlabel="training seconds", ylabel="test -ELBO (nats per image)", title="anytime: quality per second")
+    top = max(r["history"][1]["neg_elbo"] for rs in runs.values() for r in rs if len(r["history"]) > 1)
+    ax.set_ylim(top=top + 2)  # from the second epoch on, where the curves separate
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def target_verdicts(ratios: dict) -> list[str]:
     """Issue #10's targets against the better peer on each line, each as 'met' or 'not met' with its figure."""
     to_best = ratios["time_to_best_peer_elbo_vs_fastest_peer"]
@@ -263,10 +329,11 @@ PEERS = ("pytorch-example-mlp", "pythae-vae")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each recipe, in a rotated order")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each recipe, in a rotated order")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=str(vu.data.default_root()))
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--plot", default=None, help="draw the anytime curves of every run to this PNG")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES),
                         help="a subset (vae_utils-default and at least one peer among them)")
     args = parser.parse_args()
@@ -344,10 +411,15 @@ def main() -> None:
         logged = med["vae_utils-default+tensorboard"]["train_seconds"] / ours["train_seconds"]
         print(f"TensorBoard log (every CLI run writes one): training time with / without = {logged:.3f}")
         ratios["tensorboard_log_time_ratio"] = logged
+    verdicts = round_four_verdicts(runs, med) if "pythae-vae" in runs else {}
+    for name, v in verdicts.items():
+        print(f"speed round four, {name} ({v['target']}): {'met' if v['met'] else 'NOT met'} ({v['value']})")
+    if args.plot:
+        plot_anytime(runs, args.plot)
+        print("anytime curves:", args.plot)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "torch": str(torch.__version__), "epochs": args.epochs,
-                       "matmul_peak_gflop_per_s": peaks, "medians": med, "runs": runs, "ratios": ratios}, f, indent=2)
+        write_results(args.json, device=machine, epochs=args.epochs, repeats=args.repeats,
+                      matmul_peak_gflop_per_s=peaks, medians=med, runs=runs, ratios=ratios, round_four=verdicts)
 
 if __name__ == "__main__":
     main()
