@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Optional
 
@@ -73,13 +74,14 @@ def run_candidate(name: str, budget: float, train: vu.ImageDataset, seed: int, s
     epochs = min(max_epochs, max(1, round(budget / (per_step * steps_per_epoch))))
     config = replace(config, epochs=epochs)
     vu.set_seed(seed)
-    history = vu.train(vu.VAE(config.model), train, None, config, progress=False)
-    seconds = sum(h["train_seconds"] for h in history)
+    model = vu.VAE(config.model)
+    history = vu.train(model, train, None, config, progress=False)
+    elapsed = list(accumulate(h["train_seconds"] for h in history))
+    seconds = elapsed[-1]
     return {"name": name, "epochs": epochs, "seconds": round(seconds, 1), "of_budget": round(seconds / budget, 3),
             "probe_seconds_per_step": round(per_step, 5), "val_neg_elbo": round(history[-1]["val_neg_elbo"], 3),
-            "curve": [[round(sum(h["train_seconds"] for h in history[:i + 1]), 1), round(h["val_neg_elbo"], 2)]
-                      for i, h in enumerate(history)],
-            "parameters": sum(p.numel() for p in vu.VAE(config.model).parameters()), "config": config.to_dict()}
+            "curve": [[round(t, 1), round(h["val_neg_elbo"], 2)] for t, h in zip(elapsed, history)],
+            "parameters": sum(p.numel() for p in model.parameters()), "config": config.to_dict()}
 
 
 def pythae_budget(seed: int) -> float:
