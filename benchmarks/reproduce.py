@@ -77,7 +77,7 @@ def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", nargs="+", default=["vae", "vamp", "iwae"], choices=sorted(FIELDS))
+    parser.add_argument("--families", nargs="+", default=["vae", "vamp", "iaf"], choices=sorted(FIELDS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 ... S-1 per family (default 3)")
     parser.add_argument("--epochs", type=int, default=None, help="the epoch cap (default: the recipe's)")
     parser.add_argument("--warmup-epochs", type=int, default=None, help="KL warm-up (default: the recipe's)")
