@@ -43,6 +43,7 @@ CANDIDATES = {
     "latent-16": (dict(latent_dim=16), {}),
     "no-hidden": (dict(hidden_dim=0), {}),
     "default+compile": ({}, dict(compile=True)),
+    "threads-2": ({}, dict(threads=2)),  # torch's threads fixed at 2: no load following (the spread's suspect)
 }
 TINY = ("default", "one-conv-32")
 

@@ -8,12 +8,14 @@ order rotated every repeat so that the machine's drift shows, and all are scored
 time). Medians over the repeats are printed, with ratios against the better peer on each line.
 
     python benchmarks/train_speed.py [--epochs 10] [--repeats 3] [--json out.json] [--plot anytime.png]
-                                     [--recipes NAME ...]
+                                     [--recipes NAME ...] [--candidates latent-16:9 ...]
 
 vae_utils-default+compile trains the default recipe with TrainConfig(compile=True) (issue "Speed, round three").
 Round four's verdicts compare the default with pythae: median training time, the gain over the better peer, the
 spread of the runs' times, and the anytime curve (the test -ELBO of the last epoch finished, against training
-seconds, medians over the runs per epoch), which --plot draws for every run.
+seconds, medians over the runs per epoch), which --plot draws for every run. --candidates NAME:EPOCHS adds
+recipe_search.py's candidates (the default with that candidate's overrides, for EPOCHS epochs) to the same run, each
+judged by the same verdicts: the test of issue #39's "adopt the winner only if `make benchmark` meets the target".
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import resource
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from typing import Optional
 
 import torch
@@ -88,11 +91,13 @@ def train_reference(epochs: int, seed: int, root: str, device: torch.device, sub
 
 
 def train_default(epochs: int, seed: int, root: str, device: torch.device, name: str = "vae_utils-default",
-                  log: bool = False, compile: bool = False, subset: Optional[int] = None) -> dict:
+                  log: bool = False, compile: bool = False, subset: Optional[int] = None,
+                  model_overrides: Optional[dict] = None, train_overrides: Optional[dict] = None) -> dict:
     """vae_utils' defaults (TrainConfig()), the recipe of the notebook; log=True also writes its TensorBoard log,
-    compile=True trains with TrainConfig(compile=True)."""
+    compile=True trains with TrainConfig(compile=True); the overrides change the model's and training's fields."""
     config = vu.TrainConfig(epochs=epochs, seed=seed, compile=compile,
                             test_every_epoch=True)  # the peers' per-epoch test curve, beside theirs; chooses nothing
+    config = replace(config, model=replace(config.model, **(model_overrides or {})), **(train_overrides or {}))
     train_ds = vu.load_dataset(config.dataset, "train", root=root).subset(subset)
     test = vu.load_dataset(config.dataset, "test", root=root).subset(subset)
     vu.set_seed(seed)
@@ -120,6 +125,32 @@ def train_default_compiled(epochs: int, seed: int, root: str, device: torch.devi
     """The default recipe under torch.compile (issue #22), compilation included in its time (warm cache after a
     machine's first compiled run)."""
     return train_default(epochs, seed, root, device, "vae_utils-default+compile", compile=True)
+
+
+def train_candidate(epochs: int, seed: int, root: str, device: torch.device, candidate: str,
+                    subset: Optional[int] = None) -> dict:
+    """recipe_search.py's candidate of that name (the default with its overrides) for `epochs` epochs."""
+    from recipe_search import CANDIDATES
+    model_overrides, train_overrides = CANDIDATES[candidate]
+    return train_default(epochs, seed, root, device, candidate_name(candidate, epochs), subset=subset,
+                         model_overrides=model_overrides, train_overrides=train_overrides)
+
+
+def candidate_name(candidate: str, epochs: int) -> str:
+    """The recipe name a candidate's runs carry in the table and the results file."""
+    return f"vae_utils-{candidate}-{epochs}ep"
+
+
+def parse_candidate(spec: str) -> tuple[str, int]:
+    """'latent-16:9' -> ('latent-16', 9); a clear error for an unknown name or a bad epoch count."""
+    from recipe_search import CANDIDATES
+    name, _, epochs = spec.partition(":")
+    if name not in CANDIDATES:
+        raise argparse.ArgumentTypeError(f"unknown candidate {name!r}: choose from {', '.join(CANDIDATES)}")
+    if not epochs.isdigit() or int(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"{spec!r}: write NAME:EPOCHS with EPOCHS a whole number >= 1, e.g. "
+                                         "latent-16:9")
+    return name, int(epochs)
 
 
 class PythaeScored(nn.Module):
@@ -248,15 +279,16 @@ def below_everywhere(ours: list[tuple[float, float]], theirs: list[tuple[float, 
     return [t for t in times if (b := curve_at(theirs, t)) is not None and curve_at(ours, t) >= b]
 
 
-def round_four_verdicts(runs: dict[str, list[dict]], med: dict[str, dict]) -> dict[str, dict]:
-    """Issue #39's target against pythae: each criterion with its figure and met or not."""
-    ours, pythae = runs["vae_utils-default"], runs["pythae-vae"]
+def round_four_verdicts(runs: dict[str, list[dict]], med: dict[str, dict],
+                         name: str = "vae_utils-default") -> dict[str, dict]:
+    """Issue #39's target against pythae for the recipe `name`: each criterion with its figure and met or not."""
+    ours, pythae = runs[name], runs["pythae-vae"]
     best_peer = min(med[p]["test_neg_elbo"] for p in PEERS if p in med)
     spread = {name: max(r["train_seconds"] for r in rs) - min(r["train_seconds"] for r in rs)
               for name, rs in (("ours", ours), ("pythae", pythae))}
     losing = below_everywhere(median_curve(ours), median_curve(pythae))
-    ratio = med["vae_utils-default"]["train_seconds"] / med["pythae-vae"]["train_seconds"]
-    gain = best_peer - med["vae_utils-default"]["test_neg_elbo"]
+    ratio = med[name]["train_seconds"] / med["pythae-vae"]["train_seconds"]
+    gain = best_peer - med[name]["test_neg_elbo"]
     return {
         "time_vs_pythae": {"value": round(ratio, 3), "target": "<= 1.0", "met": ratio <= 1.0},
         "gain_over_better_peer_nats": {"value": round(gain, 2), "target": ">= 4", "met": gain >= 4.0},
@@ -336,6 +368,8 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="draw the anytime curves of every run to this PNG")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES),
                         help="a subset (vae_utils-default and at least one peer among them)")
+    parser.add_argument("--candidates", nargs="+", default=[], type=parse_candidate, metavar="NAME:EPOCHS",
+                        help="recipe_search.py candidates to train beside them, e.g. latent-16:9")
     args = parser.parse_args()
     if "vae_utils-default" not in args.recipes or not set(PEERS) & set(args.recipes):
         parser.error("--recipes needs vae_utils-default and at least one of " + ", ".join(PEERS))
@@ -349,10 +383,14 @@ def main() -> None:
         except vu.CompileUnavailableError as err:
             print(f"vae_utils-default+compile left out: {err}")
             names.remove("vae_utils-default+compile")
+    jobs = {name: (RECIPES[name], args.epochs) for name in names}
+    jobs.update({candidate_name(c, e): ("train_candidate", e, c) for c, e in args.candidates})
+    names = list(jobs)
     runs = {name: [] for name in names}
     for repeat in range(args.repeats):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # A B C, then B C A, ...
-            runs[name].append(run_isolated(RECIPES[name], args.epochs, args.seed, args.data_dir, device))
+            fn, epochs, *extra = jobs[name]
+            runs[name].append(run_isolated(fn, epochs, args.seed, args.data_dir, device, *extra))
             print(f"  {name}: {runs[name][-1]['train_seconds']:.1f} s, -ELBO {runs[name][-1]['test_neg_elbo']:.2f}",
                   flush=True)
     peaks = {p: matmul_peak_gflops(dtype, device) for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
@@ -411,9 +449,12 @@ def main() -> None:
         logged = med["vae_utils-default+tensorboard"]["train_seconds"] / ours["train_seconds"]
         print(f"TensorBoard log (every CLI run writes one): training time with / without = {logged:.3f}")
         ratios["tensorboard_log_time_ratio"] = logged
-    verdicts = round_four_verdicts(runs, med) if "pythae-vae" in runs else {}
-    for name, v in verdicts.items():
-        print(f"speed round four, {name} ({v['target']}): {'met' if v['met'] else 'NOT met'} ({v['value']})")
+    judged = ["vae_utils-default"] + [candidate_name(c, e) for c, e in args.candidates]
+    verdicts = {name: round_four_verdicts(runs, med, name) for name in judged} if "pythae-vae" in runs else {}
+    for name, checks in verdicts.items():
+        for check, v in checks.items():
+            print(f"speed round four, {name}, {check} ({v['target']}): {'met' if v['met'] else 'NOT met'} "
+                  f"({v['value']})")
     if args.plot:
         plot_anytime(runs, args.plot)
         print("anytime curves:", args.plot)

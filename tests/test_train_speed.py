@@ -1,6 +1,9 @@
 """benchmarks/train_speed.py's round-four verdicts: the anytime comparison and the time spread, on made-up runs."""
+import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import train_speed  # noqa: E402
@@ -37,3 +40,24 @@ def test_round_four_verdicts_name_each_criterion_with_its_figure():
     assert v["time_vs_pythae"]["met"] and v["anytime_below_pythae"]["met"]
     assert v["gain_over_better_peer_nats"] == {"value": 5.0, "target": ">= 4", "met": True}
     assert v["time_spread_seconds"]["value"] == [1.0, 1.0] and v["time_spread_seconds"]["met"]
+
+
+def test_a_candidate_is_judged_by_the_same_verdicts_under_its_own_name():
+    runs = {"vae_utils-default": [_run([(8, 250), (16, 241)])],
+            "vae_utils-latent-16-9ep": [_run([(6, 249), (12, 239)])],
+            "pythae-vae": [_run([(10, 252), (20, 244)])]}
+    med = {name: {"train_seconds": rs[0]["train_seconds"], "test_neg_elbo": rs[0]["test_neg_elbo"]}
+           for name, rs in runs.items()}
+    theirs = train_speed.round_four_verdicts(runs, med, "vae_utils-latent-16-9ep")
+    assert theirs["time_vs_pythae"]["value"] == 0.6 and theirs["gain_over_better_peer_nats"]["value"] == 5.0
+    assert train_speed.round_four_verdicts(runs, med)["gain_over_better_peer_nats"]["value"] == 3.0
+
+
+def test_candidates_are_named_with_their_epochs_and_bad_ones_say_what_to_write():
+    assert train_speed.parse_candidate("latent-16:9") == ("latent-16", 9)
+    assert train_speed.candidate_name("latent-16", 9) == "vae_utils-latent-16-9ep"
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown candidate 'latent-99'"):
+        train_speed.parse_candidate("latent-99:9")
+    for spec in ("latent-16", "latent-16:0", "latent-16:x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME:EPOCHS"):
+            train_speed.parse_candidate(spec)
