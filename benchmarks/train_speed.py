@@ -284,8 +284,8 @@ def round_four_verdicts(runs: dict[str, list[dict]], med: dict[str, dict],
     """Issue #39's target against pythae for the recipe `name`: each criterion with its figure and met or not."""
     ours, pythae = runs[name], runs["pythae-vae"]
     best_peer = min(med[p]["test_neg_elbo"] for p in PEERS if p in med)
-    spread = {name: max(r["train_seconds"] for r in rs) - min(r["train_seconds"] for r in rs)
-              for name, rs in (("ours", ours), ("pythae", pythae))}
+    spread = {who: max(r["train_seconds"] for r in rs) - min(r["train_seconds"] for r in rs)
+              for who, rs in (("ours", ours), ("pythae", pythae))}
     losing = below_everywhere(median_curve(ours), median_curve(pythae))
     ratio = med[name]["train_seconds"] / med["pythae-vae"]["train_seconds"]
     gain = best_peer - med[name]["test_neg_elbo"]
