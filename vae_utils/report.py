@@ -319,8 +319,8 @@ def _loss_line(report: dict) -> str:
     total = [k for k in report if k != "model_kind"][0]  # the loss terms come first, the total first among them
     if total == "neg_elbo":
         return elbo
-    parts = [f"{TERM_LABELS.get(k, k)} {report[k]:.4g}" if abs(report[k]) < 1 else f"{TERM_LABELS.get(k, k)} "
-             f"{report[k]:.2f}" for k in PARTS if k in report]  # small parts (an MMD²) keep their digits
+    parts = [f"{TERM_LABELS.get(k, k)} {report[k]:{'.4g' if abs(report[k]) < 1 else '.2f'}}"
+             for k in PARTS if k in report]  # small parts (an MMD²) keep their digits
     line = f"  {TERM_LABELS.get(total, total):<20} {report[total]:8.2f} nats" + (
         f"   ({', '.join(parts)})" if parts and not elbo else "")
     return line + ("\n" + elbo if elbo else "")
