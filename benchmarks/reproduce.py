@@ -12,7 +12,8 @@ pseudo-inputs). Each seed trains its own run (seed s: its validation split, init
 the table gives mean ± sd over the seeds; "met" only where the paper's figure lies inside mean ± 2 sd. The first
 seed's model is also scored on --draws other binarizations of the test set (seeds 0, 1, ...), the spread that one
 fixed draw hides. Everything resumes: a run continues from OUT/<family>/seed<s>/last.pt, a scored seed is read back
-from its result.json, so a second call (or the next session) only does what is left.
+from its result.json (or, when OUT is gone, from the --json file's row), so a second call (or the next session)
+only does what is left.
 """
 from __future__ import annotations
 
@@ -22,23 +23,28 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).parent))
 import vae_utils as vu  # noqa: E402
 from protocol import protocol_run  # noqa: E402
-from results import mean_sd, same_config, versus_paper, write_results  # noqa: E402
+from results import kept_row, mean_sd, same_config, versus_paper, write_results  # noqa: E402
 
 PAPER = {"vae": 228.70, "vamp": 227.35}  # Exemplar VAE, Table 1, dynamic binarization (no IWAE figure there)
 FIELDS = {"vae": {}, "vamp": {"pseudo_inputs": 500}, "iwae": {"k": 5}, "iaf": {"flow_steps": 2}}  # IAF: 2 steps of 320 units
 
 
-def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: int) -> dict:
-    """Train (or resume, or read back) one seed's run and its test figures; the result is kept in out/result.json."""
+def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: int,
+                    results: Optional[Path] = None) -> dict:
+    """Train (or resume, or read back) one seed's run and its test figures; the result is kept in out/result.json,
+    and a seed scored in a session whose out/ is gone is read back from the results file's row."""
     result_file = out / "result.json"
     if result_file.is_file():
         saved = json.loads(result_file.read_text())
         if same_config(saved.get("config"), config) and saved.get("iwae_k") == iwae_k:
             return saved
+    if (kept := kept_row(results, config, iwae_k=iwae_k)) is not None:
+        return kept
     model, history, chosen = protocol_run(config, out, train_ds, test)  # the chosen epoch's weights
     start = time.perf_counter()
     nll = vu.iwae_nll(model, test, k=iwae_k, precision="fp32", progress=True)
@@ -53,14 +59,14 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
     return result
 
 
-def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int) -> dict:
+def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int, results: Optional[Path] = None) -> dict:
     """One trained model (its best.pt) scored on `draws` binarizations of the test set: -ELBO and IWAE NLL; kept in
-    out/spread.json, so a second call reads it back."""
+    out/spread.json (or the results file, when out/ is gone), so a second call reads it back."""
     kept = out / "spread.json"
-    if kept.is_file():
-        saved = json.loads(kept.read_text())
-        if saved.get("draws") == draws and saved.get("iwae_k") == iwae_k:
-            return saved
+    saved = (json.loads(kept.read_text()) if kept.is_file() else
+             json.loads(results.read_text()).get("binarization_spread") if results and results.is_file() else None)
+    if saved and saved.get("draws") == draws and saved.get("iwae_k") == iwae_k:
+        return saved
     model = vu.load_checkpoint(out / "best.pt")
     elbo, nll = [], []
     for seed in range(draws):
@@ -106,7 +112,7 @@ def main() -> None:
         base = replace(recipe, model=family.config_class(**recipe.model.to_dict(), **FIELDS[kind]), model_kind=kind)
         for seed in range(args.seeds):
             rows.append(train_and_score(replace(base, seed=seed), args.out / kind / f"seed{seed}", train_ds, test,
-                                        args.iwae_k))
+                                        args.iwae_k, args.json))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "config"}), flush=True)
             mine = [r for r in rows if r["family"] == kind]
             summary[kind] = {"iwae_nll": versus_paper([r["iwae_nll"] for r in mine], PAPER.get(kind)),
@@ -115,7 +121,7 @@ def main() -> None:
                              "selected_epochs": [r["selected_epoch"] for r in mine]}
             save()
         if spread is None and args.draws:
-            spread = binarization_spread(args.out / kind / "seed0", grey_test, args.draws, args.draws_k)
+            spread = binarization_spread(args.out / kind / "seed0", grey_test, args.draws, args.draws_k, args.json)
             save()
 
     print(f"\n{vu.repro.describe_cpu()}; recipe paper-mlp: epoch cap {recipe.epochs}, patience {recipe.patience}, "

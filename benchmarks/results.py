@@ -48,6 +48,16 @@ def same_config(saved: Optional[dict], config: vu.TrainConfig) -> bool:
         return False
 
 
+def kept_row(path: Optional[Path], config: vu.TrainConfig, **fields: Any) -> Optional[dict]:
+    """The row of the results file at path scored with config (and these fields), or None: a seed finished in an
+    earlier session whose run folder is gone is read back rather than trained again."""
+    if path is None or not Path(path).is_file():
+        return None
+    rows = json.loads(Path(path).read_text()).get("rows", [])
+    return next((row for row in rows if same_config(row.get("config"), config)
+                 and all(row.get(k) == v for k, v in fields.items())), None)
+
+
 def record(**content: Any) -> dict[str, Any]:
     """A results file's contents: where, when, with what and by which command, then the content."""
     return {"machine": vu.repro.describe_cpu(), "torch": str(torch.__version__), **vu.checkpoints.manifest(),

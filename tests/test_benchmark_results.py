@@ -6,7 +6,7 @@ from pathlib import Path
 import vae_utils as vu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from results import mean_sd, same_config  # noqa: E402
+from results import kept_row, mean_sd, same_config, write_results  # noqa: E402
 
 
 def test_a_config_written_before_a_field_existed_is_the_same_run():
@@ -27,3 +27,15 @@ def test_a_config_that_differs_in_any_setting_is_another_run():
 def test_mean_sd_is_the_sample_standard_deviation():
     assert mean_sd([1.0, 3.0]) == (2.0, 2 ** 0.5)
     assert mean_sd([5.0]) == (5.0, 0.0)
+
+
+def test_a_seed_scored_in_an_earlier_session_is_read_back_from_the_results_file(tmp_path):
+    config = vu.TrainConfig(epochs=2, seed=1)
+    row = {"seed": 1, "iwae_nll": 227.5, "iwae_k": 5000, "config": config.to_dict()}
+    results = write_results(tmp_path / "results.json", rows=[{"seed": 0, "config": replace(config, seed=0).to_dict()},
+                                                              row], summary={})
+    assert kept_row(results, config, iwae_k=5000) == row
+    assert kept_row(results, config, iwae_k=1000) is None  # scored with another k: score again
+    assert kept_row(results, replace(config, seed=2)) is None  # not run yet
+    assert kept_row(tmp_path / "absent.json", config) is None
+    assert kept_row(None, config) is None
