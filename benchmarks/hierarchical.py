@@ -16,9 +16,10 @@ training images held out for validation, early stopping on them): "ladder-binari
 models/ladder.py, the default), "ladder-vamp-binarized" (the same with a VampPrior on its top group,
 models/ladder_vamp.py) or "hvae-binarized" (the convolutional hierarchy), for seeds 0 ... --seeds - 1 in
 OUT/seed<s>/; resumable: a second call continues each seed's last.pt, and a scored seed is read back from its
-result.json, or from the --json file's row when OUT is gone. Every --curve-every epochs the moving average's IWAE NLL (k=--curve-k on --curve-images validation
-images) gives the curve of NLL against training time; at the end the papers' estimate for the chosen epoch, k=5000
-on the whole test split binarized once (seed 0), in bf16 where the CPU has it (checked against fp32 on a subset).
+result.json, or from the --json file's row when OUT is gone. Every --curve-every epochs the moving average's IWAE
+NLL (k=--curve-k on --curve-images validation images) gives the curve of NLL against training time; at the end the
+papers' estimate for the chosen epoch, k=5000 on the whole test split binarized once (seed 0), in bf16 where the CPU
+has it (checked against fp32 on a subset).
 Target 1: <= 225.0 nats (the mean over seeds) with <= 60 minutes of training and <= 30 minutes of evaluation.
 
 `cifar10`: the 32x32 colour preset (discretized mixture of logistics) for --minutes of training on the device at

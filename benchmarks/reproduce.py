@@ -62,9 +62,12 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
 def binarization_spread(out: Path, grey_test, draws: int, iwae_k: int, results: Optional[Path] = None) -> dict:
     """One trained model (its best.pt) scored on `draws` binarizations of the test set: -ELBO and IWAE NLL; kept in
     out/spread.json (or the results file, when out/ is gone), so a second call reads it back."""
-    kept = out / "spread.json"
-    saved = (json.loads(kept.read_text()) if kept.is_file() else
-             json.loads(results.read_text()).get("binarization_spread") if results and results.is_file() else None)
+    kept, saved = out / "spread.json", None
+    if kept.is_file():
+        saved = json.loads(kept.read_text())
+    elif results is not None and results.is_file():  # the same family's seed 0, whatever OUT was then
+        saved = json.loads(results.read_text()).get("binarization_spread") or {}
+        saved = saved if Path(saved.get("run", "")).parts[-2:] == out.parts[-2:] else None
     if saved and saved.get("draws") == draws and saved.get("iwae_k") == iwae_k:
         return saved
     model = vu.load_checkpoint(out / "best.pt")

@@ -3,6 +3,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 import vae_utils as vu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -39,3 +41,13 @@ def test_a_seed_scored_in_an_earlier_session_is_read_back_from_the_results_file(
     assert kept_row(results, replace(config, seed=2)) is None  # not run yet
     assert kept_row(tmp_path / "absent.json", config) is None
     assert kept_row(None, config) is None
+
+
+def test_the_binarization_spread_is_read_back_from_the_results_file_for_the_same_family_only(tmp_path):
+    from reproduce import binarization_spread  # noqa: E402
+
+    spread = {"run": "/elsewhere/vae/seed0", "draws": 2, "iwae_k": 100, "iwae_nll": [229.1, 229.3]}
+    results = write_results(tmp_path / "results.json", rows=[], summary={}, binarization_spread=spread)
+    assert binarization_spread(tmp_path / "vae" / "seed0", None, 2, 100, results) == spread
+    with pytest.raises(FileNotFoundError):  # another family's spread: it scores its own best.pt, absent here
+        binarization_spread(tmp_path / "vamp" / "seed0", None, 2, 100, results)
