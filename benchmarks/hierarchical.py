@@ -39,7 +39,7 @@ import torch
 import vae_utils as vu
 from long_binarized import precision_check  # benchmarks/ is the script's folder, first on sys.path
 from protocol import protocol_run
-from results import kept_row, mean_sd, same_config, versus_paper, write_results
+from results import kept_result, mean_sd, versus_paper, write_results
 
 TARGET_NLL, MAX_TRAIN_S, MAX_EVAL_S = 225.0, 60 * 60, 30 * 60  # target 1, on the 2-core CPU
 PUBLISHED = {"hierarchical conv VAE (Exemplar VAE paper)": 225.38, "our single-level long recipe": 228.68}
@@ -104,9 +104,7 @@ def part_binarized(args: argparse.Namespace) -> None:
 def _binarized_seed(config: vu.TrainConfig, out: Path, train_ds, test, args: argparse.Namespace) -> dict:
     """One seed of part_binarized: train (or resume, or read back out/result.json) and score."""
     result_file, curve_file = out / "result.json", out / "curve.json"
-    if result_file.is_file() and same_config(json.loads(result_file.read_text()).get("config"), config):
-        return json.loads(result_file.read_text())
-    if (kept := kept_row(args.json, config, iwae_k=args.iwae_k)) is not None:  # scored in a session whose out/ is gone
+    if (kept := kept_result(result_file, args.json, config, iwae_k=args.iwae_k)) is not None:
         return kept
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() and (out / "last.pt").is_file() else []
     val = vu.training.split_training_data(train_ds, config)[2].subset(args.curve_images)

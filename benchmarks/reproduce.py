@@ -28,7 +28,7 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).parent))
 import vae_utils as vu  # noqa: E402
 from protocol import protocol_run  # noqa: E402
-from results import kept_row, mean_sd, same_config, versus_paper, write_results  # noqa: E402
+from results import kept_result, mean_sd, versus_paper, write_results  # noqa: E402
 
 PAPER = {"vae": 228.70, "vamp": 227.35}  # Exemplar VAE, Table 1, dynamic binarization (no IWAE figure there)
 FIELDS = {"vae": {}, "vamp": {"pseudo_inputs": 500}, "iwae": {"k": 5}, "iaf": {"flow_steps": 2}}  # IAF: 2 steps of 320 units
@@ -39,11 +39,7 @@ def train_and_score(config: vu.TrainConfig, out: Path, train_ds, test, iwae_k: i
     """Train (or resume, or read back) one seed's run and its test figures; the result is kept in out/result.json,
     and a seed scored in a session whose out/ is gone is read back from the results file's row."""
     result_file = out / "result.json"
-    if result_file.is_file():
-        saved = json.loads(result_file.read_text())
-        if same_config(saved.get("config"), config) and saved.get("iwae_k") == iwae_k:
-            return saved
-    if (kept := kept_row(results, config, iwae_k=iwae_k)) is not None:
+    if (kept := kept_result(result_file, results, config, iwae_k=iwae_k)) is not None:
         return kept
     model, history, chosen = protocol_run(config, out, train_ds, test)  # the chosen epoch's weights
     start = time.perf_counter()

@@ -48,14 +48,27 @@ def same_config(saved: Optional[dict], config: vu.TrainConfig) -> bool:
         return False
 
 
+def _scored_with(row: Any, config: vu.TrainConfig, fields: dict[str, Any]) -> bool:
+    """Whether a result row was scored with config and these fields (iwae_k, ...)."""
+    return isinstance(row, dict) and same_config(row.get("config"), config) and all(
+        row.get(k) == v for k, v in fields.items())
+
+
 def kept_row(path: Optional[Path], config: vu.TrainConfig, **fields: Any) -> Optional[dict]:
     """The row of the results file at path scored with config (and these fields), or None: a seed finished in an
     earlier session whose run folder is gone is read back rather than trained again."""
     if path is None or not Path(path).is_file():
         return None
     rows = json.loads(Path(path).read_text()).get("rows", [])
-    return next((row for row in rows if same_config(row.get("config"), config)
-                 and all(row.get(k) == v for k, v in fields.items())), None)
+    return next((row for row in rows if _scored_with(row, config, fields)), None)
+
+
+def kept_result(result_file: Path, results: Optional[Path], config: vu.TrainConfig, **fields: Any) -> Optional[dict]:
+    """A seed's finished result: its run folder's result.json when scored with config and fields, else the results
+    file's row (kept_row), else None (train or score it)."""
+    if Path(result_file).is_file() and _scored_with(saved := json.loads(Path(result_file).read_text()), config, fields):
+        return saved
+    return kept_row(results, config, **fields)
 
 
 def record(**content: Any) -> dict[str, Any]:

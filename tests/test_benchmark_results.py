@@ -1,4 +1,5 @@
 """benchmarks/results.py: a kept run is recognised by its config, so a benchmark resumes rather than trains again."""
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import vae_utils as vu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from results import kept_row, mean_sd, same_config, write_results  # noqa: E402
+from results import kept_result, kept_row, mean_sd, same_config, write_results  # noqa: E402
 
 
 def test_a_config_written_before_a_field_existed_is_the_same_run():
@@ -41,6 +42,18 @@ def test_a_seed_scored_in_an_earlier_session_is_read_back_from_the_results_file(
     assert kept_row(results, replace(config, seed=2)) is None  # not run yet
     assert kept_row(tmp_path / "absent.json", config) is None
     assert kept_row(None, config) is None
+
+
+def test_a_seed_kept_in_its_run_folder_is_read_back_first_and_only_if_scored_with_the_same_k(tmp_path):
+    config = vu.TrainConfig(epochs=2, seed=0)
+    in_folder = {"seed": 0, "iwae_nll": 227.4, "iwae_k": 5000, "config": config.to_dict()}
+    in_results = dict(in_folder, iwae_nll=227.9)
+    (tmp_path / "result.json").write_text(json.dumps(in_folder))
+    results = write_results(tmp_path / "results.json", rows=[in_results], summary={})
+    assert kept_result(tmp_path / "result.json", results, config, iwae_k=5000) == in_folder
+    assert kept_result(tmp_path / "absent.json", results, config, iwae_k=5000) == in_results  # run folder gone
+    assert kept_result(tmp_path / "result.json", results, config, iwae_k=1000) is None  # another k: score again
+    assert kept_result(tmp_path / "result.json", None, replace(config, seed=1), iwae_k=5000) is None
 
 
 def test_the_binarization_spread_is_read_back_from_the_results_file_for_the_same_family_only(tmp_path):
