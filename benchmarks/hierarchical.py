@@ -102,7 +102,7 @@ def part_binarized(args: argparse.Namespace) -> None:
 
 
 def _binarized_seed(config: vu.TrainConfig, out: Path, train_ds, test, args: argparse.Namespace) -> dict:
-    """One seed of part_binarized: train (or resume, or read back out/result.json) and score."""
+    """One seed of part_binarized: train (or resume, or read back a finished seed: kept_result) and score."""
     result_file, curve_file = out / "result.json", out / "curve.json"
     if (kept := kept_result(result_file, args.json, config, iwae_k=args.iwae_k)) is not None:
         return kept
