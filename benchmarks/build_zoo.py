@@ -7,8 +7,9 @@ figure on the first 500 test images that tests/test_zoo.py reproduces.
 It reads the checkpoints that the committed commands wrote (each entry names its command): `make refresh` writes the
 main notebook's VAE, the VQ-VAE's prior and the family notebook's runs (saved_models/family-<kind>/best.pt, the epoch
 chosen on the validation split), `make benchmark-hierarchical` the ladder's seeds and `make benchmark-reproduce` the
-papers' gated-MLP VAE and VampPrior (seed 0 of each goes in). A source that is missing is
-skipped and said so.
+papers' gated-MLP VAE and VampPrior (seed 0 of each goes in). Where a source is missing, the zoo's folder and
+row from an earlier build are kept as they are (each row's "built" names the build that wrote it: commit, date,
+command), so that retraining one family needs only its checkpoint; a source never built is skipped. Both are said.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 
 import vae_utils as vu
 from vae_utils.files import atomic_write
+from vae_utils.hub import CONFIG_NAME
 from vae_utils.zoo import INDEX_NAME, ZOO_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECK_IMAGES = 500  # the first test images whose figure tests/test_zoo.py reproduces
 FAMILY_RUN = "make refresh (notebooks/vae_family.ipynb: 10 epochs, 10,000 training images held out for validation)"
 GREY = "Fashion-MNIST, grey levels"
+BUILT = ("git_commit", "date", "command")  # what each row says of the build that wrote its folder
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,29 @@ def figure(model: torch.nn.Module, data: vu.ImageDataset) -> dict:
     return {"metric": metric, "value": round(terms[metric], 4), "images": len(data)}
 
 
+def holds(folder: Path, model: torch.nn.Module) -> bool:
+    """Whether the zoo folder already holds exactly this model's weights (safetensors' header order varies from one
+    save to the next, so an unchanged model is not written again)."""
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return False
+    saved, state = load_file(weights), model.state_dict()
+    return saved.keys() == state.keys() and all(
+        saved[k].dtype == v.dtype and saved[k].shape == v.shape and torch.equal(saved[k], v.cpu())
+        for k, v in state.items())
+
+
+def earlier_row(index: dict, name: str, zoo_dir: Path) -> dict | None:
+    """An earlier zoo.json's row for name, with "built" (its own, or the file's commit, date and command), where its
+    folder is still there; else None."""
+    row = index.get("models", {}).get(name)
+    if row is None or not (zoo_dir / name / CONFIG_NAME).is_file():
+        return None
+    return {**row, "built": row.get("built") or {k: index[k] for k in BUILT if k in index}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ladder", default="runs/ladder-binarized/seed0/best.pt",
@@ -78,26 +104,38 @@ def main() -> None:
     torch.set_grad_enabled(False)
     test = vu.load_dataset("fashion-mnist", "test")
     binarized_test = vu.binarize(test, seed=0)  # once, with the protocol's seed
+    index_file = ZOO_DIR / INDEX_NAME
+    earlier = json.loads(index_file.read_text()) if index_file.is_file() else {}
+    built = {k: v for k, v in record().items() if k in BUILT}
     models = {}
     for entry in entries(args.ladder, args.reproduce):
         source = Path(entry.source) if Path(entry.source).is_absolute() else ROOT / entry.source
         if not source.is_file():
-            print(f"{entry.name}: {source} is missing, skipped (run: {entry.command})", file=sys.stderr)
+            kept = earlier_row(earlier, entry.name, ZOO_DIR)
+            if kept is not None:
+                models[entry.name] = kept
+                print(f"{entry.name}: {source} is missing; kept as built at {kept['built'].get('git_commit', '?')[:7]}",
+                      file=sys.stderr)
+            else:
+                print(f"{entry.name}: {source} is missing, skipped (run: {entry.command})", file=sys.stderr)
             continue
         model = vu.load_checkpoint(source)  # a moving average of the weights where the run kept one
         data = binarized_test if entry.binarized else test
         test_figure, check = figure(model, data), figure(model, data.subset(CHECK_IMAGES))
         card = vu.model_card(model, {f"test {test_figure['metric']}": test_figure["value"]}, entry.command, entry.data)
-        folder = vu.save_pretrained(model, ZOO_DIR / entry.name, card)
+        folder = ZOO_DIR / entry.name
+        if not holds(folder, model):
+            vu.save_pretrained(model, folder, card)
         megabytes = round((folder / "model.safetensors").stat().st_size / 1e6, 2)
         models[entry.name] = {"family": model.kind, "data": entry.data, "binarized": entry.binarized,
-                              "test": test_figure, "check": check, "megabytes": megabytes, "command": entry.command}
+                              "test": test_figure, "check": check, "megabytes": megabytes, "command": entry.command,
+                              "built": built}
         print(f"{entry.name:32s} {model.kind:8s} test {test_figure['metric']} {test_figure['value']:.2f}  "
               f"{megabytes:5.1f} MB", file=sys.stderr)
     total = sum(m["megabytes"] for m in models.values())
     print(f"{len(models)} models, {total:.1f} MB in all", file=sys.stderr)
     content = record(models=models, check_images=CHECK_IMAGES, megabytes=round(total, 2))
-    atomic_write(ZOO_DIR / INDEX_NAME, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+    atomic_write(index_file, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
 
 
 if __name__ == "__main__":
