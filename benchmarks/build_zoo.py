@@ -10,6 +10,7 @@ chosen on the validation split), `make benchmark-hierarchical` the ladder's seed
 papers' gated-MLP VAE and VampPrior (seed 0 of each goes in). Where a source is missing, the zoo's folder and
 row from an earlier build are kept as they are (each row's "built" names the build that wrote it: commit, date,
 command), so that retraining one family needs only its checkpoint; a source never built is skipped. Both are said.
+A model whose weights are already there keeps its model.safetensors byte for byte (its config and card are rewritten).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 
 import vae_utils as vu
 from vae_utils.files import atomic_write
-from vae_utils.hub import CONFIG_NAME
+from vae_utils.hub import CONFIG_NAME, WEIGHTS_NAME
 from vae_utils.zoo import INDEX_NAME, ZOO_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,12 +73,11 @@ def figure(model: torch.nn.Module, data: vu.ImageDataset) -> dict:
     return {"metric": metric, "value": round(terms[metric], 4), "images": len(data)}
 
 
-def holds(folder: Path, model: torch.nn.Module) -> bool:
-    """Whether the zoo folder already holds exactly this model's weights (safetensors' header order varies from one
-    save to the next, so an unchanged model is not written again)."""
+def same_weights(folder: Path, model: torch.nn.Module) -> bool:
+    """Whether the zoo folder already holds exactly this model's weights."""
     from safetensors.torch import load_file
 
-    weights = folder / "model.safetensors"
+    weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         return False
     saved, state = load_file(weights), model.state_dict()
@@ -124,9 +124,11 @@ def main() -> None:
         test_figure, check = figure(model, data), figure(model, data.subset(CHECK_IMAGES))
         card = vu.model_card(model, {f"test {test_figure['metric']}": test_figure["value"]}, entry.command, entry.data)
         folder = ZOO_DIR / entry.name
-        if not holds(folder, model):
-            vu.save_pretrained(model, folder, card)
-        megabytes = round((folder / "model.safetensors").stat().st_size / 1e6, 2)
+        unchanged = (folder / WEIGHTS_NAME).read_bytes() if same_weights(folder, model) else None
+        vu.save_pretrained(model, folder, card)
+        if unchanged is not None:  # safetensors orders its header anew at each save: keep the file git already has
+            atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(unchanged))
+        megabytes = round((folder / WEIGHTS_NAME).stat().st_size / 1e6, 2)
         models[entry.name] = {"family": model.kind, "data": entry.data, "binarized": entry.binarized,
                               "test": test_figure, "check": check, "megabytes": megabytes, "command": entry.command,
                               "built": built}
