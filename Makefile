@@ -4,7 +4,8 @@
 #                 make run NOTEBOOK=notebooks/vqvae.ipynb runs the VQ-VAE notebook the same way
 #   make test     set everything up, then run every test (pytest for vae_utils, nbval for the notebooks)
 # For maintainers:
-#   make refresh  re-execute every notebook in place and update the committed pictures and checkpoints
+#   make refresh  re-execute every notebook in place (torch's threads pinned) and update the committed pictures and
+#                 checkpoints
 #   make benchmark  the speed comparison of docs/speed.md, then the step layer by layer (benchmarks/step_profile.py)
 #   make benchmark-long  the long binarized recipe: 30 min of training, then the IWAE NLL with k=5000
 #   make benchmark-disentanglement  VAE, beta-VAE, beta-TCVAE, FactorVAE, DIP-VAE on dSprites: six metrics (docs/family.md)
@@ -36,9 +37,13 @@ run: setup data
 	@echo "      $(BIN)/python -m vae_utils sample runs/notebook/saved_models/fashion-mnist-run/best.pt --out samples.png"
 	@echo "      $(BIN)/tensorboard --logdir runs"
 
+# refresh pins torch's thread count (to torch's own default, unless OMP_NUM_THREADS is set): the committed outputs are
+# compared to the last digit, and unpinned, training follows the machine's load (vae_utils/threads.py), so that any
+# command run beside it would change them
 refresh: setup data
-	for nb in $(NOTEBOOKS); do VAE_OUT=$(CURDIR) TQDM_DISABLE=1 $(BIN)/python notebooks/execute.py $$nb --inplace \
-	  || exit 1; done
+	threads=$${OMP_NUM_THREADS:-$$($(BIN)/python -c "import torch; print(torch.get_num_threads())")}; \
+	for nb in $(NOTEBOOKS); do OMP_NUM_THREADS=$$threads VAE_OUT=$(CURDIR) TQDM_DISABLE=1 \
+	  $(BIN)/python notebooks/execute.py $$nb --inplace || exit 1; done
 
 test: setup data
 	VAE_FAST=1 $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
