@@ -10,7 +10,7 @@ chosen on the validation split), `make benchmark-hierarchical` the ladder's seed
 papers' gated-MLP VAE and VampPrior (seed 0 of each goes in). Where a source is missing, the zoo's folder and
 row from an earlier build are kept as they are (each row's "built" names the build that wrote it: commit, date,
 command), so that retraining one family needs only its checkpoint; a source never built is skipped. Both are said.
-A model whose weights are already there keeps its model.safetensors byte for byte (its config and card are rewritten).
+A model whose weights are already there keeps its model.safetensors byte for byte (vu.save_pretrained leaves it).
 """
 from __future__ import annotations
 
@@ -73,19 +73,6 @@ def figure(model: torch.nn.Module, data: vu.ImageDataset) -> dict:
     return {"metric": metric, "value": round(terms[metric], 4), "images": len(data)}
 
 
-def same_weights(folder: Path, model: torch.nn.Module) -> bool:
-    """Whether the zoo folder already holds exactly this model's weights."""
-    from safetensors.torch import load_file
-
-    weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        return False
-    saved, state = load_file(weights), model.state_dict()
-    return saved.keys() == state.keys() and all(
-        saved[k].dtype == v.dtype and saved[k].shape == v.shape and torch.equal(saved[k], v.cpu())
-        for k, v in state.items())
-
-
 def earlier_row(index: dict, name: str, zoo_dir: Path) -> dict | None:
     """An earlier zoo.json's row for name, with "built" (its own, or the file's commit, date and command), where its
     folder is still there; else None."""
@@ -123,11 +110,7 @@ def main() -> None:
         data = binarized_test if entry.binarized else test
         test_figure, check = figure(model, data), figure(model, data.subset(CHECK_IMAGES))
         card = vu.model_card(model, {f"test {test_figure['metric']}": test_figure["value"]}, entry.command, entry.data)
-        folder = ZOO_DIR / entry.name
-        unchanged = (folder / WEIGHTS_NAME).read_bytes() if same_weights(folder, model) else None
-        vu.save_pretrained(model, folder, card)
-        if unchanged is not None:  # safetensors orders its header anew at each save: keep the file git already has
-            atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(unchanged))
+        folder = vu.save_pretrained(model, ZOO_DIR / entry.name, card)  # unchanged weights keep their file's bytes
         megabytes = round((folder / WEIGHTS_NAME).stat().st_size / 1e6, 2)
         models[entry.name] = {"family": model.kind, "data": entry.data, "binarized": entry.binarized,
                               "test": test_figure, "check": check, "megabytes": megabytes, "command": entry.command,

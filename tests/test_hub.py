@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 
 import vae_utils as vu
+from vae_utils.hub import WEIGHTS_NAME, _holds
 
 from conftest import SMALL, blob_data
 
@@ -130,3 +131,19 @@ def test_push_to_hub_uploads_the_folder_with_its_model_card(tmp_path, monkeypatc
     _, repo, names, uploaded = calls[-1]
     assert names == ["README.md", "config.json", "model.safetensors"] and uploaded == card
     assert "library_name: vae_utils" in card and "| neg_elbo | 240.6000 |" in card and "make run" in card
+
+
+def test_saving_the_same_weights_again_leaves_the_file_byte_for_byte_and_a_changed_weight_rewrites_it(tmp_path):
+    torch.manual_seed(0)
+    model = vu.VAE(vu.VAEConfig(latent_dim=3, channels=(4, 8), hidden_dim=16))
+    assert not _holds(tmp_path / "vae" / WEIGHTS_NAME, model.state_dict())  # nothing saved yet
+    weights = vu.save_pretrained(model, tmp_path / "vae") / WEIGHTS_NAME
+    first = weights.read_bytes()
+    assert _holds(weights, model.state_dict())
+    vu.save_pretrained(model, tmp_path / "vae")
+    assert weights.read_bytes() == first  # safetensors would have ordered its header anew
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-6  # one weight, by a hair
+    assert not _holds(weights, model.state_dict())
+    vu.save_pretrained(model, tmp_path / "vae")
+    assert _holds(weights, model.state_dict()) and weights.read_bytes() != first

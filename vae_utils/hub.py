@@ -26,15 +26,30 @@ CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "READ
 FORMAT = "vae_utils.pretrained"
 
 
+def _holds(weights_file: Path, state: dict[str, torch.Tensor]) -> bool:
+    """Whether weights_file is a safetensors file of exactly these tensors (names, dtypes, shapes and values)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(weights_file)
+    except (OSError, SafetensorError):
+        return False
+    return saved.keys() == state.keys() and all(
+        saved[k].dtype == v.dtype and saved[k].shape == v.shape and torch.equal(saved[k], v) for k, v in state.items())
+
+
 def save_pretrained(model: nn.Module, folder: PathLike, card: Optional[str] = None) -> Path:
     """Write model.safetensors, then config.json (and README.md, a model card, when given) into folder, each file
-    atomically: a folder that has its config.json has its weights."""
+    atomically: a folder that has its config.json has its weights. A model.safetensors that already holds exactly
+    these weights is left byte for byte (safetensors orders its header anew at each save: no churn under git)."""
     from safetensors.torch import save
 
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}  # no shared storage
-    weights = save(state, metadata={"format": "pt", "kind": model.kind})
-    atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(weights))
+    if not _holds(folder / WEIGHTS_NAME, state):
+        weights = save(state, metadata={"format": "pt", "kind": model.kind})
+        atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(weights))
     config = {"_class_name": type(model).__name__, "_kind": model.kind, "_format": FORMAT,
               "_vae_utils_version": _package_version(), **model.config.to_dict()}
     atomic_write(folder / CONFIG_NAME, lambda f: f.write(json.dumps(config, indent=2).encode()))
